@@ -1,0 +1,33 @@
+"""jaxmem: exact, differentiable simulations of the curse of memory in linear RNNs."""
+
+import importlib.metadata
+
+from ._errors import PrecisionWarning as PrecisionWarning
+from ._kernels import (
+    AbstractKernel as AbstractKernel,
+    Airy as Airy,
+    ExpSum as ExpSum,
+    GaussianBump as GaussianBump,
+    GridKernel as GridKernel,
+    PowerLaw as PowerLaw,
+    ScaledKernel as ScaledKernel,
+    SumKernel as SumKernel,
+    inner as inner,
+    laplace_moments as laplace_moments,
+)
+from ._loss import (
+    diagonal_terms as diagonal_terms,
+    lyapunov as lyapunov,
+    monte_carlo_loss as monte_carlo_loss,
+    white_noise_loss as white_noise_loss,
+)
+from ._models import AbstractRNN as AbstractRNN, DiagonalRNN as DiagonalRNN, LinearRNN as LinearRNN
+from ._parameterization import (
+    AbstractParameterization as AbstractParameterization,
+    Best as Best,
+    Exp as Exp,
+    Identity as Identity,
+    Softplus as Softplus,
+)
+
+__version__ = importlib.metadata.version("jaxmem")
