@@ -25,7 +25,7 @@ install: $(STAMP)
 install-test: $(TSTAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/jaxmem demo
+	$(VENV)/bin/jaxmem demo --out runs/demo
 
 test: $(TSTAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

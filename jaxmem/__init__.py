@@ -31,3 +31,11 @@ from ._parameterization import (
 )
 
 __version__ = importlib.metadata.version("jaxmem")
+from ._presets import (
+    CANONICAL_LAGS as CANONICAL_LAGS,
+    LONG_LAGS as LONG_LAGS,
+    canonical_model as canonical_model,
+    plateau_target as plateau_target,
+)
+from ._theory import ExpFit as ExpFit, fit_exponential as fit_exponential, plateau_bound as plateau_bound
+from ._train import TrainResult as TrainResult, make_optimizer as make_optimizer, train as train

@@ -1,0 +1,160 @@
+"""The `jaxmem` command line: `jaxmem plateau`, `jaxmem approx`, `jaxmem demo`."""
+
+import argparse
+import sys
+
+
+def _floats(text):
+    """A list of numbers: `8,10,12`, `8 10 12` (nargs) or a range `8:40:2` (inclusive)."""
+    out = []
+    for part in str(text).replace(",", " ").split():
+        if ":" in part:
+            bits = [float(b) for b in part.split(":")]
+            if len(bits) != 3 or bits[2] <= 0:
+                raise argparse.ArgumentTypeError(f"a range is START:STOP:STEP with STEP > 0; got {part!r}.")
+            start, stop, step = bits
+            n = int(round((stop - start) / step))
+            out.extend(start + k * step for k in range(n + 1))
+        else:
+            try:
+                out.append(float(part))
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(f"not a number: {part!r}.") from e
+    return out
+
+
+def _flatten(lists):
+    return None if lists is None else [x for sub in lists for x in sub]
+
+
+def _add_plateau(sub):
+    p = sub.add_parser(
+        "plateau",
+        help="measure plateau lengths (hitting times) against the memory L = 1/ω",
+        description="The optimisation curse of memory: gradient flow and optax training on the "
+        "exact white-noise loss of the plateau family ρ = e^{-t/2} + bump at lag L. Writes "
+        "plateau.csv, plateau.json and plateau.png to --out.",
+    )
+    p.add_argument("--preset", choices=("canonical", "quick"), default="canonical",
+                   help="canonical: DESIGN §1.4 (m=10, L=8..18, flow/gd/momentum/adam); quick: a small map")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--lags", type=_floats, nargs="+", help="lags L, e.g. 8 10 12 or 8:40:2")
+    g.add_argument("--omegas", type=_floats, nargs="+", help="ω = 1/L instead of lags")
+    p.add_argument("--width", type=int, help="model width m (default 10)")
+    p.add_argument("--optimizer", nargs="+", choices=("flow", "gd", "momentum", "adam"), help="one or several")
+    p.add_argument("--lr", type=float, help="learning rate η of the discrete optimisers (default 1e-2)")
+    p.add_argument("--momentum", type=float, help="heavy-ball momentum (default 0.9)")
+    p.add_argument("--delta-param", type=float, help="δ for τ₀ (default 0.05)")
+    p.add_argument("--delta-loss", type=float, help="δ for τ₀′ (default 0.05; use 0.01 past L≈20)")
+    p.add_argument("--parameterization", nargs="+", choices=("identity", "exp", "softplus", "best"),
+                   help="one or several reparameterisations of the rates, side by side")
+    p.add_argument("--max-steps", type=int, help="iteration cap of the discrete optimisers")
+    p.add_argument("--rtol", type=float, help="relative tolerance of the flow solver")
+    p.add_argument("--atol", type=float, help="absolute tolerance of the flow solver")
+    p.add_argument("--out", default="runs/plateau", help="output folder (default runs/plateau)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_plateau)
+
+
+def _run_plateau(args):
+    from ._plateau import preset_settings, run_plateau
+
+    lags = _flatten(args.lags)
+    if args.omegas is not None:
+        omegas = _flatten(args.omegas)
+        if any(o <= 0 for o in omegas):
+            raise ValueError(f"omegas must be > 0; got {omegas}.")
+        lags = [1.0 / o for o in omegas]
+    settings = preset_settings(
+        args.preset, lags=lags, width=args.width, optimizers=args.optimizer and tuple(args.optimizer),
+        lr=args.lr, momentum=args.momentum, delta_param=args.delta_param, delta_loss=args.delta_loss,
+        parameterizations=args.parameterization and tuple(args.parameterization),
+        max_steps=args.max_steps, rtol=args.rtol, atol=args.atol,
+    )
+    print(f"jaxmem plateau: preset {settings.preset}, lags {list(settings.lags)}, width {settings.width}, "
+          f"optimizers {list(settings.optimizers)}, parameterizations {list(settings.parameterizations)}")
+    run_plateau(settings, args.out, progress=not args.no_progress)
+    print(f"wrote {args.out}/plateau.csv, plateau.json, plateau.png")
+    return 0
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="a short tour: kernels, exact losses, then the quick plateau map")
+    p.add_argument("--out", default="runs/demo")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args):
+    import jax.numpy as jnp
+
+    from . import ExpSum, GaussianBump, PowerLaw, canonical_model, plateau_target, white_noise_loss
+
+    print("Kernels and their exact Laplace moments b0(w) at w = 0.5, and L2 norms:")
+    for name, k in [("e^{-t/2}", ExpSum(jnp.ones(1), jnp.full(1, 0.5))),
+                    ("(1+t)^{-1.5}", PowerLaw(0.5)), ("bump at L=18", GaussianBump(18.0, 0.5))]:
+        print(f"  {name:<14} b0(0.5) = {float(k.laplace(0.5)):.6e}   ||rho||^2 = {float(k.sq_norm()):.6f}")
+    model = canonical_model()
+    for lag in (8.0, 18.0, 40.0):
+        print(f"  canonical model vs plateau target L={lag:g}: J = {float(white_noise_loss(model, plateau_target(lag))):.6f}")
+    args.preset, args.lags, args.omegas = "quick", None, None
+    for name in ("width", "optimizer", "lr", "momentum", "delta_param", "delta_loss", "parameterization",
+                 "max_steps", "rtol", "atol"):
+        setattr(args, name, None)
+    args.no_progress = False
+    return _run_plateau(args)
+
+
+def enable_compilation_cache():
+    """Turn on JAX's persistent compilation cache (repeated runs skip compiling).
+
+    Folder: `$JAXMEM_CACHE_DIR`, else `~/.cache/jaxmem/xla`; `JAXMEM_NO_CACHE=1` turns it off.
+    """
+    import os
+
+    import jax
+
+    if os.environ.get("JAXMEM_NO_CACHE"):
+        return None
+    path = os.environ.get("JAXMEM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "jaxmem", "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except Exception:  # pragma: no cover - an unwritable home only loses the cache
+        return None
+    return path
+
+
+def main(argv=None) -> int:
+    import jax
+
+    # The CLI produces theory-grade numbers: float64 always (the library warns when it is off).
+    jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()
+    parser = argparse.ArgumentParser(
+        prog="jaxmem", description="Simulate, measure and see the curse of memory in linear RNNs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_plateau(sub)
+    _add_demo(sub)
+    try:
+        from . import _cli_approx
+    except ImportError:  # pragma: no cover - the approximation CLI is optional at import
+        _cli_approx = None
+    if _cli_approx is not None:
+        _cli_approx.add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError) as e:
+        print(f"jaxmem {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\njaxmem {args.command}: interrupted; rows finished so far are in the output folder.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
