@@ -39,3 +39,10 @@ from ._presets import (
 )
 from ._theory import ExpFit as ExpFit, fit_exponential as fit_exponential, plateau_bound as plateau_bound
 from ._train import TrainResult as TrainResult, make_optimizer as make_optimizer, train as train
+from ._flow import (
+    FlowResult as FlowResult,
+    HittingTimes as HittingTimes,
+    default_solver as default_solver,
+    gradient_flow as gradient_flow,
+    hitting_times as hitting_times,
+)

@@ -1,0 +1,294 @@
+"""The gradient flow of training, dθ/dτ = −∇J(θ), and its plateau hitting times.
+
+Numerics (DESIGN §1.4, issue 3). The flow is stiff: fast modes relax in O(1) time while the
+plateau lasts e^{cL}. Kvaerno5 (L-stable ESDIRK) in plain training time τ crosses plateaus of
+length 1e8 in a few hundred steps, *provided* its stage equations are solved with a Chord
+iteration with Cauchy termination (`optx.Chord`), not diffrax's default `VeryChord`:
+
+- Kvaerno5 solves its stages for the slope f, whose size on the plateau is the gradient,
+  ~e^{-w L} (2.6e-9 at L = 40). `VeryChord` inherits the step controller's atol (meant for θ),
+  so it stops with a 4% error in f; the step-size controller then sees h·Δf > atol and
+  collapses the steps from ~1e5 to ~0.1: the solver "stalls" past L ≈ 36.
+- Tightening VeryChord does not help: the gradient is a difference of O(1) terms
+  (Ga − b₀) with ~1e-16 rounding noise, and VeryChord's divergence test (contraction rate > 2)
+  fires on that noise. `optx.Chord`'s Cauchy test has no divergence test, and with the exact
+  Jacobian it converges in 1-2 iterations on this nearly linear problem.
+- Changes of time (s = log τ, or arc length ds = ‖∇J‖dτ) were tried and fail worse: they do not
+  remove the stiffness and they amplify the rounding noise (scratch study, issue 3 note).
+
+Hitting times are roots of event functions (diffrax.Event with a Newton root finder on the
+dense output), found one after another in a `lax.scan` over solve segments, so that each is
+located exactly whichever comes first. Verified against scipy's Radau at rtol 1e-10:
+relative agreement ~1e-7 or better for L = 8..24 (tests/test_flow.py).
+"""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+from jaxtyping import Array, Bool, Float, Int
+
+from ._errors import check, show, warn_if_not_x64
+from ._kernels import AbstractKernel
+from ._models import DiagonalRNN
+from ._train import loss_and_grad, param_distance
+
+_DEFAULT_RTOL = 1e-8
+# The events of a segment are combined into one scalar condition (the largest of the pending
+# ones), so that bisection applies: the loss drops abruptly at an escape, where Newton on a
+# long step's dense output oscillates and fails. Bisection's tolerances serve both the bracket
+# in τ (atol + rtol·τ: 1e-9 + 1e-10·τ, what sets the accuracy of the time) and the value of the
+# condition (atol). The conditions are scaled by 1e-4/δ, so the latter means |c| < 1e-5·δ, a
+# sanity bound: at L = 40 the loss moves by ~1e-9·δ between adjacent float64 values of
+# τ ≈ 5e8, so a tight bound on the condition is unattainable there and would report a failure.
+_EVENT_ROOT_FINDER = optx.Bisection(rtol=1e-10, atol=1e-9)
+_COND_SCALE = 1e-4
+_DEFAULT_ATOL = 1e-10
+
+
+def default_solver(*, chord_rtol: float = 1e-6, chord_atol: float = 1e-12) -> diffrax.AbstractSolver:
+    """Kvaerno5 with a Chord (Cauchy-terminated) stage solver: the setting that crosses
+    plateaus of any length (see the module docstring for why not diffrax's default)."""
+    return diffrax.Kvaerno5(root_finder=optx.Chord(rtol=chord_rtol, atol=chord_atol))
+
+
+def describe_default_solver(rtol=_DEFAULT_RTOL, atol=_DEFAULT_ATOL) -> dict:
+    return dict(
+        solver="diffrax.Kvaerno5, stage equations by optimistix.Chord(rtol=1e-6, atol=1e-12)",
+        time="training time tau",
+        stepsize_controller=f"PIDController(rtol={rtol:g}, atol={atol:g})",
+        events="one diffrax.Event per segment (max of the pending conditions, each scaled by its delta), optimistix.Bisection(rtol=1e-10, atol=1e-9) on the dense output, |condition| < 1e-5 delta",
+        dtype=str(jnp.zeros(()).dtype),
+    )
+
+
+def _split(model, y):
+    m = model.width
+    return y[:m], y[m:]
+
+
+def _vector_field(model, target):
+    def field(t, y, args):
+        a, v = _split(model, y)
+        _, ga, gv = loss_and_grad(model, target, a, v)
+        return -jnp.concatenate([ga, gv])
+
+    return field
+
+
+def _loss(model, target, y):
+    a, v = _split(model, y)
+    return loss_and_grad(model, target, a, v)[0]
+
+
+class FlowResult(eqx.Module):
+    """A gradient-flow trajectory: times τ, losses J(τ), coefficients a(τ), rates w(τ)."""
+
+    ts: Float[Array, " n"]
+    losses: Float[Array, " n"]
+    a: Float[Array, "n m"]
+    w: Float[Array, "n m"]
+    num_steps: Int[Array, ""]
+    num_rejected: Int[Array, ""]
+    ok: Bool[Array, ""]
+
+
+def gradient_flow(
+    model: DiagonalRNN,
+    target: AbstractKernel,
+    t1,
+    *,
+    saveat=None,
+    solver=None,
+    rtol: float = _DEFAULT_RTOL,
+    atol: float = _DEFAULT_ATOL,
+    max_steps: int = 100_000,
+) -> FlowResult:
+    r"""Solve the gradient flow $d\theta/d\tau = -\nabla J(\theta)$ on the exact white-noise loss.
+
+    All of $a$ and the stored rate parameters $v$ (through the model's parameterisation) are
+    trained; masked modes stay still.
+
+    **Arguments:**
+
+    - `model`: the initial `DiagonalRNN`; `target`: a kernel with Laplace moments.
+    - `t1`: final training time τ > 0.
+    - `saveat`: times τ to save at (default: 0 and 200 log-spaced times up to `t1`).
+    - `solver`, `rtol`, `atol`, `max_steps`: the Diffrax solve (default `default_solver()`).
+
+    **Returns:** a `FlowResult` with the trajectory, solver statistics and `ok` (False when the
+    solver failed, e.g. ran out of steps; the trajectory is then NaN past the failure).
+
+    ```python
+    import jax, jaxmem
+    jax.config.update("jax_enable_x64", True)
+    res = jaxmem.gradient_flow(jaxmem.canonical_model(), jaxmem.plateau_target(12.0), 1e3)
+    res.losses[0], res.losses[-1]       # the plateau, then the drop
+    ```
+    """
+    warn_if_not_x64("gradient_flow")
+    t1 = jnp.asarray(t1, dtype=model.a.dtype)
+    t1 = check(t1, ~(t1 > 0), f"t1 must be > 0; got {show(t1)}.")
+    if saveat is None:
+        saveat = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 1.0, 200) * t1])
+    saveat = jnp.asarray(saveat, dtype=model.a.dtype)
+    return _gradient_flow(model, target, t1, saveat, solver or default_solver(), rtol, atol, max_steps)
+
+
+@eqx.filter_jit
+def _gradient_flow(model, target, t1, saveat, solver, rtol, atol, max_steps):
+    y0 = jnp.concatenate([model.a, model.v])
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_vector_field(model, target)), solver, 0.0, t1, 1e-3, y0,
+        saveat=diffrax.SaveAt(ts=saveat),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps, throw=False,
+    )
+    ys = sol.ys
+    losses = jax.vmap(lambda y: _loss(model, target, y))(ys)
+    a, v = ys[:, : model.width], ys[:, model.width :]
+    return FlowResult(
+        ts=sol.ts, losses=losses, a=a, w=model.parameterization(v),
+        num_steps=sol.stats["num_steps"], num_rejected=sol.stats["num_rejected_steps"],
+        ok=sol.result == diffrax.RESULTS.successful,
+    )
+
+
+class HittingTimes(eqx.Module):
+    """τ₀ (parameters moved by δ_param) and τ₀′ (loss dropped by δ_loss); `inf` where not
+    reached before the horizon, with `reached_*` flags and the solver's status."""
+
+    tau_param: Float[Array, ""]
+    tau_loss: Float[Array, ""]
+    reached_param: Bool[Array, ""]
+    reached_loss: Bool[Array, ""]
+    horizon: Float[Array, ""]
+    loss0: Float[Array, ""]
+    steps: Int[Array, ""]
+    solver_ok: Bool[Array, ""]
+
+
+def hitting_times(
+    model: DiagonalRNN,
+    target: AbstractKernel,
+    *,
+    delta_param=0.05,
+    delta_loss=0.05,
+    t1=1e15,
+    horizon_factor: float = 50.0,
+    solver=None,
+    rtol: float = _DEFAULT_RTOL,
+    atol: float = _DEFAULT_ATOL,
+    max_steps: int = 8192,
+) -> HittingTimes:
+    r"""Hitting times of the gradient flow, located as roots of event functions:
+
+    $\tau_0 = \inf\{\tau : \|\theta(\tau) - \theta(0)\|_2 > \delta_{param}\}$ and
+    $\tau_0' = \inf\{\tau : J(\theta(0)) - J(\theta(\tau)) > \delta_{loss}\}$,
+
+    with the distance measured in the rates and coefficients $(a, w)$ whatever the
+    parameterisation, so parameterisations compare.
+
+    A hitting time not reached is `inf` with `reached_* = False`, never a number. The flow is
+    followed up to `t1`, or — once τ₀ is known — up to `horizon_factor`·τ₀: past the first
+    escape the loss settles on the next plateau, and one recruited mode lowers it only by
+    O(1/L), so a loss drop not reached by then is reported as not reached (at L ≳ 20, δ_loss =
+    0.05 is not reached; use 0.01 for long lags). `horizon` records where the search stopped.
+
+    Cost: a few hundred implicit steps for plateaus up to τ ~ 1e8 (L = 40); the lag enters only
+    as data, so one compilation serves every lag and `jax.vmap` batches them.
+
+    ```python
+    import jax, jaxmem
+    jax.config.update("jax_enable_x64", True)
+    h = jaxmem.hitting_times(jaxmem.canonical_model(), jaxmem.plateau_target(30.0), delta_loss=0.01)
+    h.tau_param, h.tau_loss          # ~ 8.0e4, 1.27e6
+    ```
+    """
+    warn_if_not_x64("hitting_times")
+    if not isinstance(model, DiagonalRNN):
+        raise TypeError(f"hitting_times needs a DiagonalRNN; got {type(model).__name__}.")
+    dtype = model.a.dtype
+    out = []
+    for name, val in (("delta_param", delta_param), ("delta_loss", delta_loss), ("t1", t1)):
+        val = jnp.asarray(val, dtype=dtype)
+        out.append(check(val, ~(val > 0), f"{name} must be > 0; got {show(val)}."))
+    if not horizon_factor > 1:
+        raise ValueError(f"horizon_factor must be > 1; got {horizon_factor}.")
+    return _hitting_times(
+        model, target, *out, horizon_factor, solver or default_solver(), rtol, atol, max_steps
+    )
+
+
+@eqx.filter_jit
+def _hitting_times(model, target, delta_param, delta_loss, t1, horizon_factor, solver, rtol, atol, max_steps):
+    a0, v0 = model.a, model.v
+    w0 = model.rates
+    y0 = jnp.concatenate([a0, v0])
+    J0 = _loss(model, target, y0)
+    term = diffrax.ODETerm(_vector_field(model, target))
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+
+    def conditions(t, y, horizon):
+        a, v = _split(model, y)
+        # Each condition is scaled to O(1), so that one root-finder tolerance suits all of them
+        # (the loss is known to ~1e-16 absolute; its slope on a long plateau is ~1e-10).
+        return (
+            _COND_SCALE * (param_distance(model, a, v, a0, w0) - delta_param) / delta_param,
+            _COND_SCALE * (J0 - _loss(model, target, y) - delta_loss) / delta_loss,
+            _COND_SCALE * (t - horizon) / horizon,
+        )
+
+    def segment(carry, _):
+        t0, y, done, times, horizon, steps, ok = carry
+        finished = done[2] | (done[0] & done[1])
+        # A condition that crossed in the same step as the previous event is already positive
+        # here and would show no sign change: record it at the segment start (within a step).
+        c0 = jnp.stack(conditions(t0, y, horizon)[:2])
+        already = jnp.concatenate([(c0 > 0) & ~done[:2] & ~finished, jnp.zeros(1, bool)])
+        times = jnp.where(already, t0, times)
+        done = done | already
+        finished = done[2] | (done[0] & done[1])
+
+        def combined(t, y, args, **kwargs):
+            return jnp.max(jnp.where(done, -_COND_SCALE, jnp.stack(conditions(t, y, horizon))))
+
+        event = diffrax.Event(combined, root_finder=_EVENT_ROOT_FINDER)
+        sol = diffrax.diffeqsolve(
+            term, solver, t0, jnp.where(finished, t0 + 1.0, horizon * 1.5), 1e-3, y,
+            stepsize_controller=controller, event=event, max_steps=max_steps, throw=False,
+        )
+        t_end, y_end = sol.ts[-1], sol.ys[-1]
+        fired = (sol.result == diffrax.RESULTS.event_occurred) & ~finished
+        # Which pending condition fired: the largest one at the root (it is ~0 there).
+        values = jnp.where(done, -jnp.inf, jnp.stack(conditions(t_end, y_end, horizon)))
+        hit = fired & (jnp.arange(3) == jnp.argmax(values))
+        times = jnp.where(hit & ~done, t_end, times)
+        done = done | hit
+        # Once parameters have moved, stop the search at horizon_factor * tau_param.
+        horizon = jnp.where(done[0], jnp.minimum(horizon, horizon_factor * times[0]), horizon)
+        good = (sol.result == diffrax.RESULTS.event_occurred) | (sol.result == diffrax.RESULTS.successful)
+        ok = ok & (finished | good)
+        # A failed segment (max_steps, non-finite) ends the search: mark it done.
+        done = done.at[2].set(done[2] | (~finished & ~good))
+        t_next = jnp.where(finished, t0, t_end)
+        y_next = jnp.where(finished, y, y_end)
+        return (t_next, y_next, done, times, horizon, steps + jnp.where(finished, 0, sol.stats["num_steps"]), ok), None
+
+    carry = (
+        jnp.zeros((), y0.dtype), y0, jnp.zeros(3, bool), jnp.full(3, jnp.inf, y0.dtype), t1,
+        jnp.zeros((), int), jnp.ones((), bool),
+    )
+    (t, y, done, times, horizon, steps, ok), _ = jax.lax.scan(segment, carry, None, length=3)
+    reached = done[:2] & jnp.isfinite(times[:2])
+    return HittingTimes(
+        tau_param=jnp.where(reached[0], times[0], jnp.inf),
+        tau_loss=jnp.where(reached[1], times[1], jnp.inf),
+        reached_param=reached[0],
+        reached_loss=reached[1],
+        horizon=horizon,
+        loss0=J0,
+        steps=steps,
+        solver_ok=ok,
+    )
