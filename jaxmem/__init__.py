@@ -46,3 +46,5 @@ from ._flow import (
     gradient_flow as gradient_flow,
     hitting_times as hitting_times,
 )
+from ._store import RowStore as RowStore, StoreError as StoreError
+from ._sweep import config_key as config_key, plateau_grid as plateau_grid, plateau_sweep as plateau_sweep

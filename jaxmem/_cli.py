@@ -40,9 +40,12 @@ def _add_plateau(sub):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--lags", type=_floats, nargs="+", help="lags L, e.g. 8 10 12 or 8:40:2")
     g.add_argument("--omegas", type=_floats, nargs="+", help="ω = 1/L instead of lags")
-    p.add_argument("--width", type=int, help="model width m (default 10)")
+    p.add_argument("--width", type=int, nargs="+", help="model width(s) m (default 10); several share one compilation")
+    p.add_argument("--seeds", type=int, help="number of seeds (random initialisations near the canonical one)")
+    p.add_argument("--perturbation", type=float, help="size of the seed perturbation (default 0; 0.01 with --seeds > 1)")
+    p.add_argument("--batch-size", type=int, help="configurations per compiled, sharded call (default 64)")
     p.add_argument("--optimizer", nargs="+", choices=("flow", "gd", "momentum", "adam"), help="one or several")
-    p.add_argument("--lr", type=float, help="learning rate η of the discrete optimisers (default 1e-2)")
+    p.add_argument("--lr", type=float, nargs="+", help="learning rate(s) η of the discrete optimisers (default 1e-2)")
     p.add_argument("--momentum", type=float, help="heavy-ball momentum (default 0.9)")
     p.add_argument("--delta-param", type=float, help="δ for τ₀ (default 0.05)")
     p.add_argument("--delta-loss", type=float, help="δ for τ₀′ (default 0.05; use 0.01 past L≈20)")
@@ -65,14 +68,23 @@ def _run_plateau(args):
         if any(o <= 0 for o in omegas):
             raise ValueError(f"omegas must be > 0; got {omegas}.")
         lags = [1.0 / o for o in omegas]
+    seeds = None if args.seeds is None else tuple(range(args.seeds))
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {args.seeds}.")
+    perturbation = args.perturbation
+    if perturbation is None and seeds is not None and len(seeds) > 1:
+        perturbation = 0.01
     settings = preset_settings(
-        args.preset, lags=lags, width=args.width, optimizers=args.optimizer and tuple(args.optimizer),
-        lr=args.lr, momentum=args.momentum, delta_param=args.delta_param, delta_loss=args.delta_loss,
+        args.preset, lags=lags, widths=args.width and tuple(args.width), seeds=seeds,
+        optimizers=args.optimizer and tuple(args.optimizer), lrs=args.lr and tuple(args.lr),
+        momentum=args.momentum, delta_param=args.delta_param, delta_loss=args.delta_loss,
         parameterizations=args.parameterization and tuple(args.parameterization),
-        max_steps=args.max_steps, rtol=args.rtol, atol=args.atol,
+        max_steps=args.max_steps, rtol=args.rtol, atol=args.atol, perturbation=perturbation,
+        batch_size=args.batch_size,
     )
-    print(f"jaxmem plateau: preset {settings.preset}, lags {list(settings.lags)}, width {settings.width}, "
-          f"optimizers {list(settings.optimizers)}, parameterizations {list(settings.parameterizations)}")
+    print(f"jaxmem plateau: preset {settings.preset}, lags {list(settings.lags)}, widths {list(settings.widths)}, "
+          f"seeds {len(settings.seeds)}, optimizers {list(settings.optimizers)}, "
+          f"parameterizations {list(settings.parameterizations)}, devices {len(__import__('jax').devices())}")
     run_plateau(settings, args.out, progress=not args.no_progress)
     print(f"wrote {args.out}/plateau.csv, plateau.json, plateau.png")
     return 0
@@ -98,7 +110,7 @@ def _run_demo(args):
         print(f"  canonical model vs plateau target L={lag:g}: J = {float(white_noise_loss(model, plateau_target(lag))):.6f}")
     args.preset, args.lags, args.omegas = "quick", None, None
     for name in ("width", "optimizer", "lr", "momentum", "delta_param", "delta_loss", "parameterization",
-                 "max_steps", "rtol", "atol"):
+                 "max_steps", "rtol", "atol", "seeds", "perturbation", "batch_size"):
         setattr(args, name, None)
     args.no_progress = False
     return _run_plateau(args)
@@ -147,7 +159,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # StoreError is a ValueError: nothing was overwritten
         print(f"jaxmem {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

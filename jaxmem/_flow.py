@@ -221,8 +221,8 @@ def hitting_times(
     )
 
 
-@eqx.filter_jit
-def _hitting_times(model, target, delta_param, delta_loss, t1, horizon_factor, solver, rtol, atol, max_steps):
+def hitting_times_impl(model, target, delta_param, delta_loss, t1, horizon_factor, solver, rtol, atol, max_steps):
+    """The unjitted core of `hitting_times` (no input checks), for vmapped sweeps."""
     a0, v0 = model.a, model.v
     w0 = model.rates
     y0 = jnp.concatenate([a0, v0])
@@ -292,3 +292,6 @@ def _hitting_times(model, target, delta_param, delta_loss, t1, horizon_factor, s
         steps=steps,
         solver_ok=ok,
     )
+
+
+_hitting_times = eqx.filter_jit(hitting_times_impl)

@@ -1,8 +1,6 @@
 """The plateau map: hitting times over lags, optimisers and parameterisations, to files."""
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -11,44 +9,58 @@ import time
 import jax
 import numpy as np
 
-from ._presets import CANONICAL_LAGS, QUICK_LAGS, canonical_model, plateau_target
-from ._progress import Progress
+from ._presets import CANONICAL_LAGS, QUICK_LAGS
+from ._store import RowStore
+from ._sweep import plateau_grid, plateau_sweep
 from ._theory import fit_exponential, plateau_bound
 
 COLUMNS = (
-    "lag", "omega", "width", "optimizer", "lr", "parameterization", "delta_param", "delta_loss",
-    "tau_param", "tau_loss", "steps", "status", "wall_s",
+    "lag", "omega", "width", "seed", "optimizer", "lr", "momentum", "parameterization",
+    "delta_param", "delta_loss", "tau_param", "tau_loss", "steps", "status", "wall_s",
+    "batch_wall_s", "key",
 )
 
 
 @dataclasses.dataclass
 class PlateauSettings:
     lags: tuple = CANONICAL_LAGS
-    width: int = 10
+    widths: tuple = (10,)
+    seeds: tuple = (0,)
     optimizers: tuple = ("flow", "gd", "momentum", "adam")
-    lr: float = 1e-2
+    lrs: tuple = (1e-2,)
     momentum: float = 0.9
     delta_param: float = 0.05
     delta_loss: float = 0.05
     parameterizations: tuple = ("identity",)
     max_steps: int = 5_000_000
+    perturbation: float = 0.0
+    batch_size: int = 64
     rtol: float = 1e-8
-    atol: float = 1e-12
+    atol: float = 1e-10
     preset: str = "canonical"
 
     def __post_init__(self):
         self.lags = tuple(float(x) for x in self.lags)
-        if not self.lags or any(not (math.isfinite(x) and x > 0) for x in self.lags):
-            raise ValueError(f"lags must be positive and finite (omega = 1/lag > 0); got {self.lags}.")
-        if not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"width must be a positive integer; got {self.width!r}.")
-        for name in ("delta_param", "delta_loss", "lr"):
+        self.widths = tuple(int(m) for m in self.widths)
+        self.seeds = tuple(int(k) for k in self.seeds)
+        self.lrs = tuple(float(x) for x in self.lrs)
+        self.optimizers = tuple(self.optimizers)
+        self.parameterizations = tuple(self.parameterizations)
+        for name in ("delta_param", "delta_loss", "rtol", "atol"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be > 0; got {v}.")
-        bad = [o for o in self.optimizers if o not in ("flow", "gd", "momentum", "adam")]
-        if bad or not self.optimizers:
-            raise ValueError(f"unknown optimizer(s) {bad}; expected flow, gd, momentum or adam.")
+        if not (isinstance(self.max_steps, int) and self.max_steps > 0):
+            raise ValueError(f"max_steps must be a positive integer; got {self.max_steps!r}.")
+        if not (math.isfinite(self.perturbation) and self.perturbation >= 0):
+            raise ValueError(f"perturbation must be >= 0; got {self.perturbation}.")
+        self.grid()  # validates lags, widths, optimisers, learning rates, parameterisations
+
+    def grid(self):
+        return plateau_grid(
+            self.lags, widths=self.widths, seeds=self.seeds, optimizers=self.optimizers, lrs=self.lrs,
+            momenta=(self.momentum,), parameterizations=self.parameterizations,
+        )
 
 
 def preset_settings(name: str, **overrides) -> PlateauSettings:
@@ -63,103 +75,45 @@ def preset_settings(name: str, **overrides) -> PlateauSettings:
     return PlateauSettings(preset=name, **base)
 
 
-def _status(reached_param, reached_loss, solver_ok=True):
-    if not solver_ok:
-        return "solver_failed"
-    if reached_param and reached_loss:
-        return "ok"
-    if reached_param:
-        return "loss_not_reached"
-    if reached_loss:
-        return "param_not_reached"
-    return "not_reached"
-
-
 def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=print):
-    """Measure the hitting times of every configuration; write CSV/JSON/PNG to `out_dir`.
+    """Measure the hitting times of every configuration through `plateau_sweep`; write
+    `plateau.csv` (rows appended batch by batch), `plateau.json` and `plateau.png` to `out_dir`.
 
-    Each (optimiser, parameterisation) compiles once: the lag is a traced input. Rows are
-    appended to `plateau.csv` as they finish. Returns the list of row dicts.
+    Re-running the same command in the same folder resumes: finished rows are not recomputed.
+    A folder from another command, or a damaged one, stops with an error and is not touched.
+    Returns the list of row dicts (resumed and new).
     """
-    from ._flow import hitting_times
-    from ._train import train
-
+    configs = settings.grid()
+    store = None
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-    rows = []
-    configs = [(o, p, L) for p in settings.parameterizations for o in settings.optimizers for L in settings.lags]
-    csv_path = None if out_dir is None else os.path.join(out_dir, "plateau.csv")
-    handle = None
-    if csv_path is not None:
-        handle = open(csv_path, "w", newline="")
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-    compile_s = {}
+        store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
+                         manifest_name="plateau.json", other_outputs=("plateau.png",))
+        if store.done_rows and log is not None:
+            log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
+    done = {r["key"] for r in store.done_rows} if store else set()
     t_start = time.perf_counter()
-    bar = Progress(len(configs), "plateau") if progress else None
-    try:
-        for opt, param, lag in configs:
-            model = canonical_model(settings.width, parameterization=param)
-            target = plateau_target(lag)
-            t0 = time.perf_counter()
-            if opt == "flow":
-                res = hitting_times(
-                    model, target, delta_param=settings.delta_param, delta_loss=settings.delta_loss,
-                    rtol=settings.rtol, atol=settings.atol,
-                )
-                jax.block_until_ready(res)
-                tp, tl, steps = float(res.tau_param), float(res.tau_loss), int(res.steps)
-                rp, rl, ok = bool(res.reached_param), bool(res.reached_loss), bool(res.solver_ok)
-            else:
-                res = train(
-                    model, target, opt, lr=settings.lr, momentum=settings.momentum,
-                    max_steps=settings.max_steps, delta_param=settings.delta_param,
-                    delta_loss=settings.delta_loss,
-                )
-                jax.block_until_ready(res)
-                tp, tl, steps = float(res.tau_param), float(res.tau_loss), int(res.steps)
-                rp, rl, ok = bool(res.reached_param), bool(res.reached_loss), True
-            wall = time.perf_counter() - t0
-            compile_s.setdefault(f"{opt}/{param}", wall)
-            row = dict(
-                lag=lag, omega=1.0 / lag, width=settings.width, optimizer=opt,
-                lr=float("nan") if opt == "flow" else settings.lr, parameterization=param,
-                delta_param=settings.delta_param, delta_loss=settings.delta_loss,
-                tau_param=tp if rp else float("inf"), tau_loss=tl if rl else float("inf"),
-                steps=steps, status=_status(rp, rl, ok), wall_s=round(wall, 4),
-            )
-            rows.append(row)
-            if handle is not None:
-                writer.writerow(row)
-                handle.flush()
-            if bar is not None:
-                bar.update(1, f"{opt} L={lag:g}: τ₀={row['tau_param']:.3g} τ₀′={row['tau_loss']:.3g}")
-    finally:
-        if handle is not None:
-            handle.close()
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    new_rows = plateau_sweep(
+        configs, delta_param=settings.delta_param, delta_loss=settings.delta_loss,
+        batch_size=settings.batch_size, max_steps=None, train_max_steps=settings.max_steps,
+        perturbation=settings.perturbation, rtol=settings.rtol, atol=settings.atol, done=done,
+        on_batch=store.append if store else None, progress=progress,
+    )
     total = time.perf_counter() - t_start
+    rows = (store.done_rows if store else new_rows)
     fits = summarize(rows, settings)
     if log is not None:
         log(format_fits(fits))
-    if out_dir is not None:
+    if store is not None:
         from ._plots import plot_plateau_map
 
-        w_min = float(np.min(canonical_model(settings.width).rates))
+        w_min = 0.5
         plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=w_min)
-        manifest = dict(
-            settings=dataclasses.asdict(settings),
-            fits=fits,
-            versions=versions(),
-            device=str(jax.devices()[0]),
-            platform=platform.platform(),
-            x64=bool(jax.config.jax_enable_x64),
-            solver=_solver_description(settings),
-            timings=dict(total_s=total, first_call_s_including_compile=compile_s),
+        store.update_manifest(
+            fits=fits, versions=versions(), device=str(jax.devices()[0]),
+            devices=[str(d) for d in jax.devices()], platform=platform.platform(),
+            x64=bool(jax.config.jax_enable_x64), solver=_solver_description(settings),
+            timings=dict(this_run_s=total, new_rows=len(new_rows), resumed_rows=len(rows) - len(new_rows)),
         )
-        with open(os.path.join(out_dir, "plateau.json"), "w") as f:
-            json.dump(manifest, f, indent=2, default=str)
     return rows
 
 
@@ -170,26 +124,36 @@ def _solver_description(settings):
 
 
 def summarize(rows, settings):
-    """Fitted slopes of log τ against L per series, with the theory's w_l⁰."""
-    w_min = float(np.min(canonical_model(settings.width).rates))
+    """Fitted slopes of log τ against L per series (optimiser, parameterisation, width, lr),
+    over the seed-median τ at each lag, with the theory's w_l⁰ = 0.5."""
+    w_min = 0.5
     out = []
-    keys = sorted({(r["optimizer"], r["parameterization"]) for r in rows})
-    for opt, param in keys:
-        rs = sorted((r for r in rows if r["optimizer"] == opt and r["parameterization"] == param), key=lambda r: r["lag"])
+    keys = sorted({(r["optimizer"], r["parameterization"], r["width"], r["lr"]) for r in rows}, key=str)
+    for opt, param, width, lr in keys:
+        rs = [r for r in rows if (r["optimizer"], r["parameterization"], r["width"]) == (opt, param, width)
+              and (r["lr"] == lr or (r["lr"] != r["lr"] and lr != lr))]
+        by_lag = {}
+        for r in rs:
+            by_lag.setdefault(r["lag"], []).append(r)
+        lags = sorted(by_lag)
+        rs = [dict(lag=L, tau_param=float(np.median([r["tau_param"] for r in by_lag[L]])),
+                   tau_loss=float(np.median([r["tau_loss"] for r in by_lag[L]]))) for L in lags]
         lags = [r["lag"] for r in rs]
         for col in ("tau_param", "tau_loss"):
             fit = fit_exponential(lags, [r[col] for r in rs])
-            out.append(dict(optimizer=opt, parameterization=param, quantity=col, slope=fit.slope,
+            out.append(dict(optimizer=opt, parameterization=param, width=width, lr=lr, quantity=col, slope=fit.slope,
                             intercept=fit.intercept, r2=fit.r2, n=fit.n, theory_slope=w_min))
     return out
 
 
 def format_fits(fits):
-    lines = [f"{'optimizer':<9} {'param.':<9} {'quantity':<9} {'slope':>8} {'R²':>7} {'n':>3}  (theory: slope ≥ w_l⁰)"]
+    lines = [f"{'optimizer':<9} {'param.':<9} {'m':>3} {'lr':>7} {'quantity':<9} {'slope':>8} {'R²':>7} {'n':>3}"
+             "  (theory: slope >= w_l0)"]
     for f in fits:
+        lr = "-" if f["lr"] != f["lr"] else f"{f['lr']:g}"
         lines.append(
-            f"{f['optimizer']:<9} {f['parameterization']:<9} {f['quantity']:<9} {f['slope']:8.4f} "
-            f"{f['r2']:7.4f} {f['n']:3d}  w_l⁰ = {f['theory_slope']:.3g}"
+            f"{f['optimizer']:<9} {f['parameterization']:<9} {f['width']:>3} {lr:>7} {f['quantity']:<9} "
+            f"{f['slope']:8.4f} {f['r2']:7.4f} {f['n']:3d}  w_l0 = {f['theory_slope']:.3g}"
         )
     return "\n".join(lines)
 

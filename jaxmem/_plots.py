@@ -18,13 +18,28 @@ def _pyplot():
     return plt
 
 
-def series_key(row):
-    label = row["optimizer"]
+def series_key(row, several_widths=False):
+    label = "gradient flow" if row["optimizer"] == "flow" else row["optimizer"]
     if row["optimizer"] != "flow":
         label += f" (η={row['lr']:g})"
     if row.get("parameterization", "identity") != "identity":
         label += f", {row['parameterization']}"
+    if several_widths:
+        label += f", m={row['width']}"
     return label
+
+
+def _median_rows(rows):
+    """One row per (series, lag): the median over seeds."""
+    several = len({r.get("width") for r in rows}) > 1
+    groups = {}
+    for r in rows:
+        groups.setdefault((series_key(r, several), r["lag"]), []).append(r)
+    out = []
+    for (label, lag), rs in groups.items():
+        out.append(dict(rs[0], series=label, tau_param=float(np.median([r["tau_param"] for r in rs])),
+                        tau_loss=float(np.median([r["tau_loss"] for r in rs]))))
+    return out
 
 
 def plot_plateau_map(rows, path=None, *, w_min=0.5, title=None):
@@ -39,8 +54,8 @@ def plot_plateau_map(rows, path=None, *, w_min=0.5, title=None):
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)
     series = {}
-    for r in rows:
-        series.setdefault(series_key(r), []).append(r)
+    for r in _median_rows(rows):
+        series.setdefault(r["series"], []).append(r)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, col, name in zip(axes, ("tau_param", "tau_loss"), ("τ₀: ‖θ−θ₀‖ > δ", "τ₀′: J(θ₀)−J > δ")):
         ymax = 1.0

@@ -112,8 +112,8 @@ def train(
     return _train(model, target, optimizer, lr, momentum, max_steps, delta_param, delta_loss)
 
 
-@eqx.filter_jit
-def _train(model, target, optimizer, lr, momentum, max_steps, delta_param, delta_loss):
+def train_impl(model, target, optimizer, lr, momentum, max_steps, delta_param, delta_loss):
+    """The unjitted core of `train` (no input checks), for vmapped sweeps."""
     # Built inside the trace from a static name, so lr and momentum are traced and one
     # compilation serves every value (a new optax object per call would recompile).
     if isinstance(optimizer, str):
@@ -157,3 +157,6 @@ def _train(model, target, optimizer, lr, momentum, max_steps, delta_param, delta
         loss=J,
         model=model.with_params(a, v),
     )
+
+
+_train = eqx.filter_jit(train_impl)

@@ -1,0 +1,248 @@
+"""Sweeps: a grid of plateau experiments as one jitted, vmapped, sharded computation.
+
+A grid (lags × widths × seeds × learning rates × momenta) is flattened to arrays; widths are
+padded to the largest with a mask, so every configuration of an (optimiser,
+parameterisation) group shares one compiled program whatever its width, lag or
+hyper-parameters. Batches are sharded over all devices JAX sees; configurations are ordered
+by their predicted plateau length so a batch of adaptive solves costs close to the sum of its
+members (a vmapped solve runs until its slowest member finishes).
+"""
+
+import itertools
+import math
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ._flow import default_solver, hitting_times_impl
+from ._models import DiagonalRNN
+from ._parameterization import get_parameterization
+from ._presets import plateau_target
+from ._progress import Progress
+from ._train import OPTIMIZERS, train_impl
+
+KINDS = ("flow", *OPTIMIZERS)
+
+
+def config_key(c) -> str:
+    """A stable identifier of one configuration (used to resume)."""
+    return (f"{c['optimizer']}|{c['parameterization']}|L={c['lag']!r}|m={c['width']}|seed={c['seed']}"
+            f"|lr={c['lr']!r}|mom={c['momentum']!r}")
+
+
+def plateau_grid(lags, *, widths=(10,), seeds=(0,), optimizers=("flow",), lrs=(1e-2,), momenta=(0.9,),
+                 parameterizations=("identity",)):
+    """The configurations of a plateau sweep, as a list of dicts (flow rows ignore lr/momentum)."""
+    lags = [float(x) for x in lags]
+    if not lags or any(not (math.isfinite(x) and x > 0) for x in lags):
+        raise ValueError(f"lags must be positive and finite (omega = 1/lag > 0); got {lags}.")
+    widths = [int(m) for m in widths]
+    if not widths or any(m < 1 for m in widths):
+        raise ValueError(f"widths must be positive integers; got {widths}.")
+    for name, vals in (("lrs", lrs), ("momenta", momenta)):
+        if any(not (math.isfinite(float(v)) and float(v) >= 0) for v in vals):
+            raise ValueError(f"{name} must be finite and >= 0; got {list(vals)}.")
+    if any(float(v) <= 0 for v in lrs):
+        raise ValueError(f"learning rates must be > 0; got {list(lrs)}.")
+    bad = [o for o in optimizers if o not in KINDS]
+    if bad or not optimizers:
+        raise ValueError(f"unknown optimizer(s) {bad}; expected some of {KINDS}.")
+    for p in parameterizations:
+        get_parameterization(p)
+    out = []
+    for p, opt in itertools.product(parameterizations, optimizers):
+        hyper = [(float("nan"), float("nan"))] if opt == "flow" else list(itertools.product(lrs, momenta))
+        if opt in ("gd", "adam"):
+            hyper = [(float(lr), float("nan")) for lr in lrs]
+        for lag, m, seed, (lr, mom) in itertools.product(lags, widths, seeds, hyper):
+            out.append(dict(optimizer=opt, parameterization=p, lag=lag, width=m, seed=int(seed),
+                            lr=float(lr), momentum=float(mom)))
+    return out
+
+
+def initial_params(width, key, max_width, perturbation, dtype):
+    """The canonical initialisation for a (traced) width, padded to `max_width` with a mask:
+    a = e₁, w = geomspace(0.5, 4, width); with `perturbation` > 0, the active rates are
+    multiplied by exp(p·ξ) and p·η is added to the coefficients (ξ, η standard normal)."""
+    i = jnp.arange(max_width, dtype=dtype)
+    active = i < width
+    denom = jnp.maximum(width - 1, 1).astype(dtype)
+    w = jnp.where(active, 0.5 * 8.0 ** (i / denom), 1.0)
+    a = jnp.where(i == 0, 1.0, 0.0).astype(dtype)
+    kw, ka = jr.split(key)
+    w = jnp.where(active, w * jnp.exp(perturbation * jr.normal(kw, (max_width,), dtype)), w)
+    a = jnp.where(active, a + perturbation * jr.normal(ka, (max_width,), dtype), 0.0)
+    return a, w, active.astype(dtype)
+
+
+class _Batch(eqx.Module):
+    """The per-group compiled function and its static settings."""
+
+    kind: str = eqx.field(static=True)
+    parameterization: object = eqx.field(static=True)
+    max_width: int = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    perturbation: float = eqx.field(static=True)
+    delta_param: float = eqx.field(static=True)
+    delta_loss: float = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+
+    def one(self, lag, width, key_data, lr, momentum):
+        dtype = lag.dtype
+        key = jr.wrap_key_data(key_data)
+        a, w, mask = initial_params(width, key, self.max_width, self.perturbation, dtype)
+        p = self.parameterization
+        model = DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p)
+        target = plateau_target(lag)
+        dp, dl = jnp.asarray(self.delta_param, dtype), jnp.asarray(self.delta_loss, dtype)
+        if self.kind == "flow":
+            r = hitting_times_impl(model, target, dp, dl, jnp.asarray(1e15, dtype), 50.0, default_solver(),
+                                   self.rtol, self.atol, self.max_steps)
+            return dict(tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps, ok=r.solver_ok,
+                        reached_param=r.reached_param, reached_loss=r.reached_loss)
+        r = train_impl(model, target, self.kind, lr, momentum, self.max_steps, dp, dl)
+        return dict(tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps, ok=jnp.asarray(True),
+                    reached_param=r.reached_param, reached_loss=r.reached_loss)
+
+
+#: Number of times a sweep's batch function has been traced (tests assert it stays at one
+#: per (optimiser, parameterisation) group).
+TRACE_COUNT = {"n": 0}
+
+
+@eqx.filter_jit
+def _run_batch(batch: _Batch, lags, widths, keys, lrs, moms):
+    TRACE_COUNT["n"] += 1
+    return jax.vmap(batch.one)(lags, widths, keys, lrs, moms)
+
+
+def _mesh():
+    return Mesh(np.array(jax.devices()), ("batch",))
+
+
+def _put(x, sharding):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _gather(tree):
+    if jax.process_count() > 1:  # pragma: no cover - multi-host
+        from jax.experimental import multihost_utils
+
+        return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def predicted_log_tau(c):
+    """Ordering key: log τ ≈ w_min·L on the plateau family (the Thm 20 exponent)."""
+    return 0.5 * c["lag"]
+
+
+def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, max_steps=None,
+                  train_max_steps=1_000_000,
+                  perturbation=0.0, rtol=1e-8, atol=1e-10, order="predicted", done=None,
+                  on_batch=None, progress=True):
+    """Run plateau configurations (from `plateau_grid`) batch by batch; return result rows.
+
+    **Arguments:**
+
+    - `configs`: list of dicts with optimizer, parameterization, lag, width, seed, lr, momentum.
+    - `delta_param`, `delta_loss`: hitting thresholds.
+    - `batch_size`: configurations per compiled call (rounded up to a multiple of the device
+      count; the last batch is padded by repetition). Every batch of a group has this shape,
+      so each (optimiser, parameterisation) compiles once.
+    - `max_steps`: flow steps per solve segment (default 8192).
+    - `train_max_steps`: iteration cap of the discrete optimisers (default 1e6).
+    - `perturbation`: scale of the seed-dependent perturbation of the initialisation.
+    - `order`: `"predicted"` (by predicted plateau length, so batches are even) or `"given"`.
+    - `done`: keys (`config_key`) to skip — already computed, when resuming.
+    - `on_batch(rows)`: called with each finished batch's rows (e.g. to write them).
+
+    **Returns:** list of row dicts (config, tau_param, tau_loss, steps, status, wall_s).
+
+    ```python
+    import jax, jaxmem
+    jax.config.update("jax_enable_x64", True)
+    grid = jaxmem.plateau_grid([8.0, 10.0, 12.0], widths=[6, 10])
+    rows = jaxmem.plateau_sweep(grid, batch_size=8, progress=False)
+    ```
+    """
+    done = set(done or ())
+    todo = [c for c in configs if config_key(c) not in done]
+    if order == "predicted":
+        todo.sort(key=predicted_log_tau)
+    elif order != "given":
+        raise ValueError(f"order must be 'predicted' or 'given'; got {order!r}.")
+    ndev = len(jax.devices())
+    largest = max((sum(1 for c in todo if (c["optimizer"], c["parameterization"]) == g)
+                   for g in {(c["optimizer"], c["parameterization"]) for c in todo}), default=1)
+    bs = max(1, min(int(batch_size), largest))
+    bs = ndev * math.ceil(bs / ndev)
+    sharding = NamedSharding(_mesh(), PartitionSpec("batch"))
+    max_width = max((c["width"] for c in configs), default=1)
+    dtype = jnp.zeros(()).dtype
+    groups = {}
+    for c in todo:
+        groups.setdefault((c["optimizer"], c["parameterization"]), []).append(c)
+    n_batches = sum(math.ceil(len(g) / bs) for g in groups.values())
+    rows = []
+    bar = Progress(n_batches, "sweep") if progress and n_batches else None
+    try:
+        for (kind, pname), group in groups.items():
+            steps = (max_steps or 8192) if kind == "flow" else int(train_max_steps)
+            batch = _Batch(kind, get_parameterization(pname), max_width, steps, float(perturbation),
+                           float(delta_param), float(delta_loss), float(rtol), float(atol))
+            for start in range(0, len(group), bs):
+                chunk = group[start : start + bs]
+                padded = chunk + [chunk[-1]] * (bs - len(chunk))
+                keys = np.stack([np.asarray(jr.key_data(jr.key(c["seed"]))) for c in padded])
+                arrays = [
+                    np.array([c["lag"] for c in padded], dtype),
+                    np.array([c["width"] for c in padded], np.int32),
+                    keys,
+                    np.array([1e-2 if math.isnan(c["lr"]) else c["lr"] for c in padded], dtype),
+                    np.array([0.0 if math.isnan(c["momentum"]) else c["momentum"] for c in padded], dtype),
+                ]
+                t0 = time.perf_counter()
+                inputs = [_put(x, sharding) for x in arrays]
+                out = _gather(_run_batch(batch, *inputs))
+                wall = time.perf_counter() - t0
+                new = []
+                for i, c in enumerate(chunk):
+                    rp, rl, ok = bool(out["reached_param"][i]), bool(out["reached_loss"][i]), bool(out["ok"][i])
+                    new.append(dict(
+                        c, key=config_key(c), omega=1.0 / c["lag"], delta_param=delta_param, delta_loss=delta_loss,
+                        tau_param=float(out["tau_param"][i]) if rp else math.inf,
+                        tau_loss=float(out["tau_loss"][i]) if rl else math.inf,
+                        steps=int(out["steps"][i]), status=status(rp, rl, ok),
+                        wall_s=round(wall / len(chunk), 6), batch_wall_s=round(wall, 4),
+                    ))
+                rows.extend(new)
+                if on_batch is not None:
+                    on_batch(new)
+                if bar is not None:
+                    lags = [c["lag"] for c in chunk]
+                    bar.update(1, f"{kind}/{pname} L={min(lags):g}..{max(lags):g} ({len(chunk)} configs)")
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    return rows
+
+
+def status(reached_param, reached_loss, solver_ok=True):
+    """`ok`, `loss_not_reached`, `param_not_reached`, `not_reached` or `solver_failed`."""
+    if not solver_ok:
+        return "solver_failed"
+    if reached_param and reached_loss:
+        return "ok"
+    if reached_param:
+        return "loss_not_reached"
+    if reached_loss:
+        return "param_not_reached"
+    return "not_reached"
