@@ -85,8 +85,13 @@ def _run_plateau(args):
     print(f"jaxmem plateau: preset {settings.preset}, lags {list(settings.lags)}, widths {list(settings.widths)}, "
           f"seeds {len(settings.seeds)}, optimizers {list(settings.optimizers)}, "
           f"parameterizations {list(settings.parameterizations)}, devices {len(__import__('jax').devices())}")
-    run_plateau(settings, args.out, progress=not args.no_progress)
-    print(f"wrote {args.out}/plateau.csv, plateau.json, plateau.png")
+    import jax
+
+    # With several hosts every process computes its shard; only process 0 writes files.
+    out = args.out if jax.process_index() == 0 else None
+    run_plateau(settings, out, progress=not args.no_progress and out is not None)
+    if out is not None:
+        print(f"wrote {out}/plateau.csv, plateau.json, plateau.png")
     return 0
 
 
@@ -138,12 +143,34 @@ def enable_compilation_cache():
     return path
 
 
+def init_distributed():
+    """`jax.distributed.initialize` from the environment when JAXMEM_DISTRIBUTED=1 (several
+    hosts: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; or auto-detection on
+    SLURM / TPU pods when those are unset)."""
+    import os
+
+    import jax
+
+    if os.environ.get("JAXMEM_DISTRIBUTED", "") not in ("1", "true", "yes"):
+        return False
+    kwargs = {}
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        kwargs = dict(
+            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
 def main(argv=None) -> int:
     import jax
 
     # The CLI produces theory-grade numbers: float64 always (the library warns when it is off).
     jax.config.update("jax_enable_x64", True)
     enable_compilation_cache()
+    init_distributed()
     parser = argparse.ArgumentParser(
         prog="jaxmem", description="Simulate, measure and see the curse of memory in linear RNNs."
     )
