@@ -128,6 +128,11 @@ class ScaledKernel(AbstractKernel):
     def sq_norm(self):
         return self.factor**2 * self.kernel.sq_norm()
 
+    def l1_norm(self):
+        # |c| ‖ρ₀‖₁ keeps the wrapped kernel's closed form (PowerLaw: s/ω) instead of falling
+        # back to the generic graded quadrature of |cρ₀| (only ~1e-5 accurate for slow tails).
+        return jnp.abs(self.factor) * self.kernel.l1_norm()
+
     def horizon(self):
         return self.kernel.horizon()
 

@@ -1,18 +1,25 @@
 """Closed-form kernel families: exponential sums, power laws and Gaussian bumps."""
 
+import math
+
 import jax.numpy as jnp
-import jax.scipy.special as jss
 from jaxtyping import Array, Float
 
-from .._errors import as_float_array, check, check_finite, show
-from .._special import log_gauss_tail_moment, scaled_expn
+from .._errors import as_float_array, check, check_finite, is_traced, show
+from .._special import log_gauss_tail_moment, log_ndtr, scaled_expn
 from ._base import AbstractKernel
 
-_SQRT_2PI = float(jnp.sqrt(2 * jnp.pi))
+# math, not jnp: a jnp constant is float32 when jaxmem is imported before x64 is enabled.
+_SQRT_2PI = math.sqrt(2 * math.pi)
 
 
 def _pos(w, name="w"):
+    # Checked on concrete input only: inside solvers (implicit stages, root finders) trial
+    # rates may leave the domain, and a NaN there makes the solver reject the step, whereas
+    # an error would kill the solve. Public entry points check the model's rates themselves.
     w = jnp.asarray(w, dtype=jnp.result_type(w, float))
+    if is_traced(w):
+        return w
     return check(w, ~(w > 0), f"{name} must be > 0 (a decay rate); got {show(w)}.")
 
 
@@ -164,7 +171,7 @@ class GaussianBump(AbstractKernel):
 
     def laplace(self, w):
         e, r = self._log_common(w)
-        return self.amplitude * self.width * _SQRT_2PI * jnp.exp(e + jss.log_ndtr(r))
+        return self.amplitude * self.width * _SQRT_2PI * jnp.exp(e + log_ndtr(r))
 
     def laplace_t(self, w):
         e, r = self._log_common(w)
@@ -172,7 +179,7 @@ class GaussianBump(AbstractKernel):
 
     def sq_norm(self):
         s = self.width
-        return self.amplitude**2 * s * jnp.sqrt(jnp.pi) * jnp.exp(jss.log_ndtr(jnp.sqrt(2.0) * self.lag / s))
+        return self.amplitude**2 * s * jnp.sqrt(jnp.pi) * jnp.exp(log_ndtr(jnp.sqrt(2.0) * self.lag / s))
 
     def horizon(self):
         return jnp.maximum(self.lag, 0.0) + 40.0 * self.width
@@ -188,5 +195,5 @@ class GaussianBump(AbstractKernel):
             self.amplitude
             * other.amplitude
             * jnp.sqrt(2 * jnp.pi / p)
-            * jnp.exp(log_c + jss.log_ndtr(m * jnp.sqrt(p)))
+            * jnp.exp(log_c + log_ndtr(m * jnp.sqrt(p)))
         )

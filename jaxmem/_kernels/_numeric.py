@@ -118,6 +118,8 @@ class Airy(AbstractKernel):
         return jnp.asarray(self.shift + 30.0 / self.scale)
 
     def _inner(self, other):
+        if isinstance(other, GridKernel):
+            return None  # the grid's per-segment rule resolves its kinks; this one does not
         return jnp.sum(self.weights * self.values * other(self.nodes))
 
 
@@ -194,3 +196,18 @@ class GridKernel(AbstractKernel):
 
     def horizon(self):
         return self.ts[-1]
+
+    def _inner(self, other):
+        # Gauss-Legendre on each segment, where the interpolant is linear: spectrally accurate
+        # for a smooth `other` (the generic graded rule straddles the kinks, ~1e-6), and exact
+        # against another grid kernel on the merged grid (the product is quadratic there).
+        ts = self.ts
+        if isinstance(other, GridKernel):
+            ts = jnp.sort(jnp.concatenate([self.ts, other.ts]))
+        x, wx = _GL8
+        lo, hi = ts[:-1, None], ts[1:, None]
+        t = 0.5 * (lo + hi) + 0.5 * (hi - lo) * x
+        return jnp.sum(0.5 * (hi - lo) * wx * self(t) * other(t))
+
+
+_GL8 = tuple(np.asarray(a, np.float64) for a in np.polynomial.legendre.leggauss(8))
