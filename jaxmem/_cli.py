@@ -68,6 +68,7 @@ def _run_plateau(args):
         if any(o <= 0 for o in omegas):
             raise ValueError(f"omegas must be > 0; got {omegas}.")
         lags = [1.0 / o for o in omegas]
+    lags = None if lags is None else tuple(lags)  # PlateauSettings.lags is a tuple
     seeds = None if args.seeds is None else tuple(range(args.seeds))
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1; got {args.seeds}.")

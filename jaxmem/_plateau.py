@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from ._presets import CANONICAL_LAGS, QUICK_LAGS
-from ._store import RowStore
-from ._sweep import plateau_grid, plateau_sweep
+from ._store import RowStore, StoreError
+from ._sweep import config_key, plateau_grid, plateau_sweep
 from ._theory import fit_exponential, plateau_bound
 
 COLUMNS = (
@@ -91,6 +91,12 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
         if store.done_rows and log is not None:
             log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
     done = {r["key"] for r in store.done_rows} if store else set()
+    unknown = sorted(done - {config_key(c) for c in configs})
+    if unknown:  # same settings, yet rows of configurations outside the grid: a damaged file
+        raise StoreError(
+            f"{store.rows_path} holds {len(unknown)} row(s) of configurations outside this grid "
+            f"(e.g. {unknown[0]!r}): a damaged or edited file (nothing was changed)."
+        )
     t_start = time.perf_counter()
     new_rows = plateau_sweep(
         configs, delta_param=settings.delta_param, delta_loss=settings.delta_loss,

@@ -1,6 +1,7 @@
 """Results that are never lost: rows appended as they finish, a manifest, safe resumption."""
 
 import csv
+import io
 import json
 import math
 import os
@@ -69,6 +70,13 @@ class RowStore:
                 "use another --out, or the same command to resume it (nothing was changed)."
             )
         try:
+            with open(self.rows_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell() == 0:
+                    raise StoreError(f"{self.rows_path} is empty (no header); nothing was changed.")
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a write cut short (killed mid-row): the last row is partial
+                    raise StoreError(f"{self.rows_path} is damaged (its last row is incomplete); nothing was changed.")
             with open(self.rows_path, newline="") as f:
                 reader = csv.DictReader(f)
                 if tuple(reader.fieldnames or ()) != self.columns:
@@ -95,10 +103,14 @@ class RowStore:
         self._write_manifest(manifest)
 
     def append(self, rows):
+        # Formatted first and written with one call, so that a Ctrl-C (delivered between
+        # Python bytecodes) cannot leave a partial row behind.
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns)
+        for r in rows:
+            writer.writerow({k: r.get(k) for k in self.columns})
         with open(self.rows_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            for r in rows:
-                writer.writerow({k: r.get(k) for k in self.columns})
+            f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
         self.done_rows.extend(rows)

@@ -70,8 +70,9 @@ def initial_params(width, key, max_width, perturbation, dtype):
     a = e₁, w = geomspace(0.5, 4, width); with `perturbation` > 0, the active rates are
     multiplied by exp(p·ξ) and p·η is added to the coefficients (ξ, η standard normal)."""
     i = jnp.arange(max_width, dtype=dtype)
+    width = jnp.asarray(width).astype(dtype)  # explicit: no implicit int/float promotion
     active = i < width
-    denom = jnp.maximum(width - 1, 1).astype(dtype)
+    denom = jnp.maximum(width - 1, 1)
     w = jnp.where(active, 0.5 * 8.0 ** (i / denom), 1.0)
     a = jnp.where(i == 0, 1.0, 0.0).astype(dtype)
     kw, ka = jr.split(key)
