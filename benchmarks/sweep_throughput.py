@@ -1,0 +1,259 @@
+"""Sweep throughput (issue 5, item 6): gradient-flow hitting times of a grid of plateau
+problems by `jaxmem.plateau_sweep` (one compiled, vmapped, sharded computation) against a
+Python loop over the single-configuration `jaxmem.hitting_times` (jitted once), measured in
+the same run.
+
+Default grid: 32 lags (linspace 8..30) × 4 widths (4, 6, 8, 10) × 4 seeds (perturbation 0.01)
+= 512 problems; `--scale K` takes K× as many lags (512·K problems, for accelerators).
+
+Reports
+- compile times (sweep and loop) separately from run times;
+- problems per second (and per minute) of the sweep and of the loop, and their ratio. The
+  loop is timed on a random sample of `--loop-sample` configurations (fixed seed) and scaled
+  to the grid (the sample is uniform, so its mean is an unbiased per-problem time);
+- peak host memory (`ru_maxrss`, the process's high-water mark) and, on a GPU, device memory
+  (`peak_bytes_in_use`) after sweeps over growing grids (¼, ½ and all of the lags, run in
+  that order, so each number is the peak up to and including that grid);
+- uneven costs (issue item 3): the sweep's wall time with configurations ordered by predicted
+  plateau length vs randomly shuffled, each compared with the sum of its members' individual
+  times. The individual times are estimated from the timed loop sample by a least-squares fit
+  t = c0 + c1·steps (steps: the solver steps of each member, from the sweep's rows); also the
+  step efficiency Σ steps / Σ_batches (B · max steps in the batch), the fraction of a vmapped
+  batch's step work that is not padding behind its slowest member.
+
+Goals: sweep ≥ 3× the loop on 2 CPU cores; the 512-problem sweep under 1 GiB host memory;
+on one GPU ≥ 10,000 hitting-time problems per minute.
+
+    python benchmarks/sweep_throughput.py                 # the 512-problem grid
+    python benchmarks/sweep_throughput.py --quick         # a small grid (CI-like)
+    python benchmarks/sweep_throughput.py --scale 8 --batch-size 1024 --json gpu.json
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import resource
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+import jaxmem
+from jaxmem import _sweep
+
+DELTA_PARAM, DELTA_LOSS = 0.05, 0.01  # delta_loss 0.01: reached up to L = 30 and beyond
+PERTURBATION = 0.01
+
+
+def rss_mib():
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024 if sys.platform != "darwin" else r / 2**20  # KiB on Linux, bytes on macOS
+
+
+def device_peak_mib():
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # pragma: no cover - backends without memory stats
+        stats = None
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return stats["peak_bytes_in_use"] / 2**20
+
+
+def make_grid(n_lags, widths, n_seeds, lag_max=30.0):
+    lags = [float(x) for x in np.linspace(8.0, lag_max, n_lags)]
+    return lags, jaxmem.plateau_grid(lags, widths=widths, seeds=range(n_seeds), optimizers=("flow",))
+
+
+def sweep(configs, batch_size, order="predicted"):
+    t0 = time.perf_counter()
+    rows = jaxmem.plateau_sweep(configs, batch_size=batch_size, delta_param=DELTA_PARAM, delta_loss=DELTA_LOSS,
+                                perturbation=PERTURBATION, order=order, progress=False)
+    return rows, time.perf_counter() - t0
+
+
+def step_efficiency(rows, bs):
+    """Σ steps / Σ_batches (bs · max steps): rows come back batch after batch, bs per batch."""
+    used = sum(r["steps"] for r in rows)
+    paid = 0
+    for i in range(0, len(rows), bs):
+        chunk = rows[i : i + bs]
+        paid += bs * max(r["steps"] for r in chunk)
+    return used / paid
+
+
+def single_problem(c, max_width):
+    """The sweep member `c` as a stand-alone model: the same padded, masked initialisation."""
+    a, w, mask = _sweep.initial_params(jnp.asarray(c["width"], jnp.int32), jr.key(c["seed"]), max_width,
+                                       PERTURBATION, jnp.float64)
+    model = jaxmem.DiagonalRNN(a, w, mask=mask)
+    return model, jaxmem.plateau_target(jnp.asarray(c["lag"], jnp.float64))
+
+
+def run_single(c, max_width):
+    model, target = single_problem(c, max_width)
+    h = jaxmem.hitting_times(model, target, delta_param=DELTA_PARAM, delta_loss=DELTA_LOSS)
+    jax.block_until_ready(h)
+    return h
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a small grid: 8 lags (8..14) × widths 4, 8 × 2 seeds")
+    p.add_argument("--scale", type=int, default=1, help="K× as many lags (grid of 512·K problems)")
+    p.add_argument("--batch-size", type=int, default=64, help="configurations per compiled call")
+    p.add_argument("--loop-sample", type=int, default=64, help="configurations timed in the Python loop")
+    p.add_argument("--no-shuffled", action="store_true", help="skip the shuffled-order sweep")
+    p.add_argument("--json", help="write every number to this JSON file")
+    args = p.parse_args(argv)
+    if args.scale < 1 or args.batch_size < 1 or args.loop_sample < 2:
+        p.error("--scale and --batch-size must be >= 1, --loop-sample >= 2")
+
+    if args.quick:
+        n_lags, widths, n_seeds, lag_max = 8, (4, 8), 2, 14.0
+        args.loop_sample = min(args.loop_sample, 8)
+        args.batch_size = min(args.batch_size, 8)
+    else:
+        n_lags, widths, n_seeds, lag_max = 32 * args.scale, (4, 6, 8, 10), 4, 30.0
+    lags, grid = make_grid(n_lags, widths, n_seeds, lag_max)
+    n = len(grid)
+    max_width = max(widths)
+    devices = jax.devices()
+    bs = len(devices) * math.ceil(min(args.batch_size, n) / len(devices))
+    out = dict(
+        date=datetime.datetime.now().isoformat(timespec="seconds"), command=" ".join(["python", *sys.argv]),
+        device=str(devices[0]), device_kind=devices[0].device_kind, platform=devices[0].platform,
+        n_devices=len(devices), cpu_count=os.cpu_count(), host=platform.platform(),
+        jax=jax.__version__, x64=bool(jax.config.jax_enable_x64),
+        grid=dict(n=n, lags=f"linspace(8, {lag_max:g}, {n_lags})", widths=list(widths), seeds=n_seeds,
+                  perturbation=PERTURBATION, delta_param=DELTA_PARAM, delta_loss=DELTA_LOSS),
+        batch_size=bs,
+    )
+    print(f"devices: {len(devices)} × {devices[0].device_kind} ({devices[0].platform}); "
+          f"{os.cpu_count()} CPU cores; jax {jax.__version__}, x64")
+    print(f"grid: {n} gradient-flow hitting-time problems = {n_lags} lags in [8, {lag_max:g}] × widths "
+          f"{list(widths)} × {n_seeds} seeds; batch {bs}")
+    out["rss_before_compile_mib"] = rss_mib()
+    print(f"host memory before compiling: {rss_mib():.0f} MiB")
+
+    # --- compile: the sweep (one batch of the shortest plateaus, twice) -----------------------
+    warm = sorted(grid, key=lambda c: c["lag"])[:bs]
+    before = _sweep.TRACE_COUNT["n"]
+    _, first = sweep(warm, bs)
+    _, again = sweep(warm, bs)
+    traces = _sweep.TRACE_COUNT["n"] - before
+    out["sweep_compile_s"] = first - again
+    print(f"sweep: first batch {first:.1f} s, again {again:.2f} s -> compile ≈ {first - again:.1f} s "
+          f"({traces} trace)")
+
+    # --- compile: the single-configuration function (jitted once) ------------------------------
+    t0 = time.perf_counter()
+    run_single(warm[0], max_width)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_single(warm[0], max_width)
+    again = time.perf_counter() - t0
+    out["loop_compile_s"] = first - again
+    print(f"loop:  first call {first:.1f} s, again {again:.3f} s -> compile ≈ {first - again:.1f} s")
+    out["rss_after_compile_mib"] = rss_mib()
+    print(f"host memory after compiling both: {rss_mib():.0f} MiB (peak; XLA's compilation dominates it)")
+
+    # --- sweeps over growing grids (¼, ½, all lags), ordered by predicted plateau length -------
+    out["grids"] = []
+    print("\nsweep (ordered by predicted plateau length):")
+    print(f"  {'problems':>8} {'wall s':>8} {'problems/s':>11} {'problems/min':>13} {'peak RSS MiB':>13} "
+          f"{'device peak MiB':>16}")
+    rows_full, wall_full = None, None
+    fractions = (4, 2, 1) if n_lags >= 8 else (1,)
+    for k in fractions:
+        sub = [c for c in grid if lags.index(c["lag"]) % k == 0]
+        rows, wall = sweep(sub, bs)
+        rec = dict(n=len(sub), wall_s=wall, per_s=len(sub) / wall, per_min=60 * len(sub) / wall,
+                   peak_rss_mib=rss_mib(), device_peak_mib=device_peak_mib(),
+                   status={s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}})
+        out["grids"].append(rec)
+        dev = "-" if rec["device_peak_mib"] is None else f"{rec['device_peak_mib']:.0f}"
+        print(f"  {rec['n']:>8} {wall:>8.1f} {rec['per_s']:>11.2f} {rec['per_min']:>13.0f} "
+              f"{rec['peak_rss_mib']:>13.0f} {dev:>16}   status {rec['status']}")
+        if k == 1:
+            rows_full, wall_full = rows, wall
+    sweep_rate = n / wall_full
+
+    # --- the loop: a random sample, scaled -----------------------------------------------------
+    rng = random.Random(0)
+    sample = rng.sample(range(n), min(args.loop_sample, n))
+    by_key = {r["key"]: r for r in rows_full}
+    times, steps, rel = [], [], []
+    t_loop = time.perf_counter()
+    for i in sample:
+        c = grid[i]
+        t0 = time.perf_counter()
+        h = run_single(c, max_width)
+        times.append(time.perf_counter() - t0)
+        steps.append(int(h.steps))
+        r = by_key[jaxmem.config_key(c)]
+        for a, b in ((r["tau_param"], float(h.tau_param)), (r["tau_loss"], float(h.tau_loss))):
+            if math.isfinite(a) and math.isfinite(b):
+                rel.append(abs(a - b) / abs(b))
+            elif a != b:
+                rel.append(math.inf)
+    t_loop = time.perf_counter() - t_loop
+    loop_per = float(np.mean(times))
+    loop_rate = 1.0 / loop_per
+    ratio = sweep_rate / loop_rate
+    out.update(loop=dict(sample=len(sample), sample_wall_s=t_loop, mean_s=loop_per, per_s=loop_rate,
+                         per_min=60 * loop_rate, estimated_grid_s=loop_per * n,
+                         max_rel_diff_vs_sweep=max(rel) if rel else None),
+               sweep=dict(wall_s=wall_full, per_s=sweep_rate, per_min=60 * sweep_rate), ratio=ratio)
+    print(f"\nloop over jaxmem.hitting_times (jitted once; {len(sample)} of {n} configurations timed, scaled): "
+          f"{loop_per:.3f} s per problem -> {loop_rate:.2f} problems/s, ≈ {loop_per * n:.0f} s for the grid")
+    print(f"  loop vs sweep hitting times: max relative difference {max(rel) if rel else float('nan'):.1e}")
+    print(f"\nTHROUGHPUT  sweep {sweep_rate:.2f} problems/s ({60 * sweep_rate:.0f}/min)  vs  loop "
+          f"{loop_rate:.2f} problems/s  ->  ratio {ratio:.2f}×   (goal ≥ 3× on 2 CPU cores)")
+    host = out["grids"][-1]["peak_rss_mib"]
+    print(f"PEAK HOST MEMORY ({n} problems): {host:.0f} MiB  (goal < 1024 MiB)")
+    if devices[0].platform == "gpu":
+        print(f"PER MINUTE on {devices[0].device_kind}: {60 * sweep_rate:.0f}  (goal ≥ 10,000)")
+
+    # --- uneven costs: ordered vs shuffled, vs the sum of individual times ---------------------
+    A = np.stack([np.ones(len(steps)), np.asarray(steps, float)], 1)
+    (c0, c1), *_ = np.linalg.lstsq(A, np.asarray(times), rcond=None)
+    indiv = lambda rows: float(sum(c0 + c1 * r["steps"] for r in rows))
+    uneven = dict(fit_c0_s=float(c0), fit_c1_s_per_step=float(c1))
+    orders = [("ordered", rows_full, wall_full)]
+    if not args.no_shuffled:
+        shuffled = list(grid)
+        random.Random(1).shuffle(shuffled)
+        rows_sh, wall_sh = sweep(shuffled, bs, order="given")
+        orders.append(("shuffled", rows_sh, wall_sh))
+    print(f"\nuneven costs (batch {bs}; individual time ≈ {c0 * 1e3:.1f} ms + {c1 * 1e3:.2f} ms × steps, fitted "
+          f"on the loop sample):")
+    print(f"  {'order':<9} {'sweep wall s':>12} {'Σ individual s':>15} {'wall/Σ indiv':>13} {'step efficiency':>16}")
+    for name, rows, wall in orders:
+        s = indiv(rows)
+        eff = step_efficiency(rows, bs)
+        uneven[name] = dict(wall_s=wall, sum_individual_s=s, wall_over_sum=wall / s, step_efficiency=eff)
+        print(f"  {name:<9} {wall:>12.1f} {s:>15.1f} {wall / s:>13.3f} {eff:>16.3f}")
+    if "shuffled" in uneven:
+        uneven["shuffled_over_ordered"] = uneven["shuffled"]["wall_s"] / uneven["ordered"]["wall_s"]
+        print(f"  shuffled / ordered wall time: {uneven['shuffled_over_ordered']:.2f}")
+    out["uneven"] = uneven
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, default=str)
+        print(f"\nwrote {args.json}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
