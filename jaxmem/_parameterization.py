@@ -84,8 +84,8 @@ class Best(AbstractParameterization):
     def inverse(self, w):
         w = check(
             w,
-            ~((w > 0) & (w < 1.0 / self.b)),
-            f"rates must lie in (0, 1/b) = (0, {1.0 / self.b:g}) for the 'best' "
+            ~((w > 0) & (w <= 1.0 / self.b)),  # v = 0 gives w = 1/b exactly
+            f"rates must lie in (0, 1/b] = (0, {1.0 / self.b:g}] for the 'best' "
             f"reparameterization with b = {self.b:g}; got {show(w)}.",
         )
         return jnp.sqrt(1.0 / w - self.b)

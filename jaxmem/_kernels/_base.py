@@ -5,6 +5,7 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._quadrature import integrate
@@ -174,11 +175,40 @@ def laplace_moments(kernel: AbstractKernel, w):
     return kernel.laplace(w), kernel.laplace_t(w)
 
 
-@laplace_moments.defjvp
+def _is_symbolic_zero(x):
+    return isinstance(x, jax.custom_derivatives.SymbolicZero)
+
+
+def _instantiate(x):
+    return np.zeros(x.shape, x.dtype) if _is_symbolic_zero(x) else x
+
+
 def _laplace_moments_jvp(primals, tangents):
+    # Symbolic zeros: a gradient in the model's rates only (training) must not push tangents
+    # through the kernel's own parameters, e.g. the incomplete-gamma derivative in a PowerLaw's
+    # exponent, which would be computed and multiplied by zero (and compiled) at every step.
     kernel, w = primals
     dkernel, dw = tangents
-    b0, b1 = laplace_moments(kernel, w)
-    _, db0_kernel = jax.jvp(lambda k: k.laplace(w), (kernel,), (dkernel,))
-    _, db1 = jax.jvp(lambda k, v: k.laplace_t(v), (kernel, w), (dkernel, dw))
-    return (b0, b1), (db0_kernel - b1 * dw, db1)
+    kernel_moves = not all(_is_symbolic_zero(t) for t in jax.tree.leaves(dkernel, is_leaf=_is_symbolic_zero))
+    w_moves = not _is_symbolic_zero(dw)
+    dkernel = jax.tree.map(_instantiate, dkernel, is_leaf=_is_symbolic_zero)
+    if kernel_moves:
+        b0, db0 = jax.jvp(lambda k: k.laplace(w), (kernel,), (dkernel,))
+    else:
+        b0 = kernel.laplace(w)
+        db0 = jnp.zeros_like(b0)
+    if kernel_moves and w_moves:
+        b1, db1 = jax.jvp(lambda k, v: k.laplace_t(v), (kernel, w), (dkernel, dw))
+    elif kernel_moves:
+        b1, db1 = jax.jvp(lambda k: k.laplace_t(w), (kernel,), (dkernel,))
+    elif w_moves:
+        b1, db1 = jax.jvp(lambda v: kernel.laplace_t(v), (w,), (dw,))
+    else:
+        b1 = kernel.laplace_t(w)
+        db1 = jnp.zeros_like(b1)
+    if w_moves:
+        db0 = db0 - b1 * dw
+    return (b0, b1), (db0, db1)
+
+
+laplace_moments.defjvp(_laplace_moments_jvp, symbolic_zeros=True)
