@@ -30,7 +30,10 @@ from ._parameterization import (
     Softplus as Softplus,
 )
 
-__version__ = importlib.metadata.version("jaxmem")
+try:
+    __version__ = importlib.metadata.version("jaxmem")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+    __version__ = "0+unknown"
 from ._presets import (
     CANONICAL_LAGS as CANONICAL_LAGS,
     LONG_LAGS as LONG_LAGS,
