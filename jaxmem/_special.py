@@ -48,7 +48,7 @@ def scaled_expn(nu, z):
     # E_{n+1} = (e^{-z} - z E_n)/n is singular at n = 0).
     a = 1.0 - nu0  # in (0, 1]
     e_frac = jnp.exp((nu0 - 1.0) * jnp.log(zs) + jss.gammaln(a)) * jss.gammaincc(a, zs)
-    e = jnp.where(is_int, jss.exp1(zs), e_frac)
+    e = jnp.where(is_int, _exp1_small(zs), e_frac)
     start = jnp.where(is_int, 1.0, nu0)
     steps = jnp.where(is_int, n_int - 1.0, n_int)
     ez = jnp.exp(-zs)
@@ -64,6 +64,22 @@ def scaled_expn(nu, z):
 
 
 _MAX_INT_ORDER = 64
+_EULER_GAMMA = 0.5772156649015329
+# E_1(z) = -γ - log z + Σ_k (-1)^{k+1} z^k / (k·k!); 24 terms reach 1e-25 for z <= 1.
+_EXP1_COEFFS = tuple((-1.0) ** (k + 1) / (k * math.factorial(k)) for k in range(1, 25))
+
+
+def _exp1_small(z):
+    r"""$E_1(z)$ for $0 < z \leq 1$ by its power series.
+
+    Not `jax.scipy.special.exp1`: its second derivative fails to lower under jit/vmap
+    ("No constant handler for type DynamicJaxprTracer", jax 0.10), which breaks Hessians of
+    the loss against integer-ω power laws.
+    """
+    acc = jnp.zeros_like(z)
+    for c in reversed(_EXP1_COEFFS):
+        acc = (acc + c) * z
+    return acc - _EULER_GAMMA - jnp.log(z)
 
 
 def log_gauss_tail_moment(r):

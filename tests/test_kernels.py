@@ -64,8 +64,8 @@ def test_bump_laplace_where_naive_formula_is_zero_times_inf(lag, width, w):
     b0, b1 = (float(b) for b in _moments(kernel, jnp.asarray(w)))
     ref0, ref1 = (math.exp(log_bump_moment(lag, width, w, n)) for n in (0, 1))
     assert 1e-20 < ref0 < 1 and 1e-20 < ref1 < 1
-    assert b0 == pytest.approx(ref0, rel=RTOL)
-    assert b1 == pytest.approx(ref1, rel=RTOL)
+    assert b0 == pytest.approx(ref0, rel=RTOL, abs=0)
+    assert b1 == pytest.approx(ref1, rel=RTOL, abs=0)
 
 
 @pytest.mark.parametrize("lag", [-1.0, 0.0, 0.5, 18.0, 100.0])
@@ -74,8 +74,8 @@ def test_bump_norms(lag, width):
     kernel = jaxmem.GaussianBump(lag, width, amplitude=-0.7)
     f = lambda t: -0.7 * math.exp(-((t - lag) ** 2) / (2 * width**2))
     pts = [lag + k * width for k in range(-10, 11)]
-    assert float(kernel.sq_norm()) == pytest.approx(quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL)
-    assert float(kernel.l1_norm()) == pytest.approx(quad_half_line(lambda t: abs(f(t)), pts), rel=1e-6)
+    assert float(kernel.sq_norm()) == pytest.approx(quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL, abs=0)
+    assert float(kernel.l1_norm()) == pytest.approx(quad_half_line(lambda t: abs(f(t)), pts), rel=1e-6, abs=0)
 
 
 def test_bump_values():
@@ -99,13 +99,13 @@ def test_powerlaw_closed_forms(omega, scale):
         pts = [scale, 10 * scale, 1 / w, 10 / w, 50 / w]
         ref0 = quad_half_line(lambda t: math.exp(-w * t) * f(t), pts)
         ref1 = quad_half_line(lambda t: t * math.exp(-w * t) * f(t), pts)
-        assert b0[i] == pytest.approx(ref0, rel=RTOL), (omega, scale, w)
-        assert b1[i] == pytest.approx(ref1, rel=RTOL), (omega, scale, w)
+        assert b0[i] == pytest.approx(ref0, rel=RTOL, abs=0), (omega, scale, w)
+        assert b1[i] == pytest.approx(ref1, rel=RTOL, abs=0), (omega, scale, w)
     pts = [scale, 10 * scale, 100 * scale]
-    assert float(kernel.sq_norm()) == pytest.approx(quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL)
+    assert float(kernel.sq_norm()) == pytest.approx(quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL, abs=0)
     if omega >= 0.25:  # the L1 tail ~ t^{-1-ω} is too slow for quad below that
-        assert float(kernel.l1_norm()) == pytest.approx(quad_half_line(f, pts), rel=RTOL)
-    assert float(kernel.l1_norm()) == pytest.approx(scale / omega, rel=1e-14)
+        assert float(kernel.l1_norm()) == pytest.approx(quad_half_line(f, pts), rel=RTOL, abs=0)
+    assert float(kernel.l1_norm()) == pytest.approx(scale / omega, rel=1e-14, abs=0)
 
 
 # --- Exponential sums -------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_expsum_closed_forms():
     np.testing.assert_allclose(b0, [_ref_moment(case, w, 0) for w in ws], rtol=RTOL)
     np.testing.assert_allclose(b1, [_ref_moment(case, w, 1) for w in ws], rtol=RTOL)
     sq = quad_half_line(lambda t: case.ref(t) ** 2, case.points)
-    assert float(kernel.sq_norm()) == pytest.approx(sq, rel=RTOL)
+    assert float(kernel.sq_norm()) == pytest.approx(sq, rel=RTOL, abs=0)
 
 
 # --- Grid kernels: exact for the piecewise-linear interpolant ---------------------------------
@@ -137,9 +137,9 @@ def test_grid_kernel_moments_exact_for_interpolant(w):
 def test_grid_kernel_norms_and_values():
     case = KERNELS["grid"]
     kernel = case.make()
-    assert float(kernel.sq_norm()) == pytest.approx(quad_half_line(lambda t: case.ref(t) ** 2, case.points), rel=RTOL)
+    assert float(kernel.sq_norm()) == pytest.approx(quad_half_line(lambda t: case.ref(t) ** 2, case.points), rel=RTOL, abs=0)
     # the profile changes sign: l1_norm splits the crossing segments exactly
-    assert float(kernel.l1_norm()) == pytest.approx(quad_half_line(lambda t: abs(case.ref(t)), case.points), rel=RTOL)
+    assert float(kernel.l1_norm()) == pytest.approx(quad_half_line(lambda t: abs(case.ref(t)), case.points), rel=RTOL, abs=0)
     t = np.array([0.0, 0.013, 1.0, 2.05, 11.99, 12.0, 12.5, 100.0])
     np.testing.assert_allclose(kernel(jnp.asarray(t)), [case.ref(s) for s in t], rtol=1e-14, atol=1e-15)
 
@@ -156,7 +156,7 @@ def test_airy_moments(name):
     np.testing.assert_allclose(b0, [_ref_moment(case, w, 0) for w in ws], rtol=RTOL)
     np.testing.assert_allclose(b1, [_ref_moment(case, w, 1) for w in ws], rtol=RTOL)
     sq = quad_half_line(lambda t: case.ref(t) ** 2, case.points)
-    assert float(kernel.sq_norm()) == pytest.approx(sq, rel=RTOL)
+    assert float(kernel.sq_norm()) == pytest.approx(sq, rel=RTOL, abs=0)
     t = np.linspace(0.0, 20.0, 41)
     np.testing.assert_allclose(kernel(jnp.asarray(t)), [case.ref(s) for s in t], rtol=1e-12, atol=1e-300)
 
@@ -173,15 +173,15 @@ def test_sums_and_scalings(name):
     np.testing.assert_allclose(b0, [_ref_moment(case, w, 0) for w in ws], rtol=RTOL)
     np.testing.assert_allclose(b1, [_ref_moment(case, w, 1) for w in ws], rtol=RTOL)
     sq = quad_half_line(lambda t: case.ref(t) ** 2, case.points)
-    assert float(kernel.sq_norm()) == pytest.approx(sq, rel=RTOL)
+    assert float(kernel.sq_norm()) == pytest.approx(sq, rel=RTOL, abs=0)
     t = np.array([0.0, 0.7, 3.0, 17.9, 18.0, 25.0])
     np.testing.assert_allclose(kernel(jnp.asarray(t)), [case.ref(s) for s in t], rtol=1e-12, atol=1e-300)
 
 
 def test_scaled_kernel_l1_norm():
-    assert float((-2.0 * jaxmem.PowerLaw(0.5)).l1_norm()) == pytest.approx(4.0, rel=1e-14)
+    assert float((-2.0 * jaxmem.PowerLaw(0.5)).l1_norm()) == pytest.approx(4.0, rel=1e-14, abs=0)
     assert float((3.0 * jaxmem.GaussianBump(18.0, 0.5)).l1_norm()) == pytest.approx(
-        3.0 * 0.5 * math.sqrt(2 * math.pi), rel=1e-10
+        3.0 * 0.5 * math.sqrt(2 * math.pi), rel=1e-10, abs=0
     )
 
 
@@ -227,8 +227,8 @@ def test_inner_expsum_closed_form(other):
     es, case = KERNELS["expsum"], KERNELS[other]
     k1, k2 = es.make(), case.make()
     ref = quad_half_line(lambda t: es.ref(t) * case.ref(t), [*es.points, *case.points])
-    assert float(jaxmem.inner(k1, k2)) == pytest.approx(ref, rel=RTOL)
-    assert float(jaxmem.inner(k2, k1)) == pytest.approx(ref, rel=RTOL)
+    assert float(jaxmem.inner(k1, k2)) == pytest.approx(ref, rel=RTOL, abs=0)
+    assert float(jaxmem.inner(k2, k1)) == pytest.approx(ref, rel=RTOL, abs=0)
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_inner_expsum_closed_form(other):
 def test_inner_quadrature_pairs(n1, n2, rtol):
     c1, c2 = KERNELS[n1], KERNELS[n2]
     ref = quad_half_line(lambda t: c1.ref(t) * c2.ref(t), sorted({*c1.points, *c2.points}))
-    assert float(jaxmem.inner(c1.make(), c2.make())) == pytest.approx(ref, rel=rtol)
+    assert float(jaxmem.inner(c1.make(), c2.make())) == pytest.approx(ref, rel=rtol, abs=0)
 
 
 def test_inner_through_sums_and_scalings():
@@ -254,8 +254,8 @@ def test_inner_through_sums_and_scalings():
     f = lambda t: 2.0 * (math.exp(-0.5 * t) + math.exp(-((t - 3.0) ** 2) / 0.5))
     g = lambda t: math.exp(-((t - 3.0) ** 2) / 0.5)
     pts = [3.0 + 0.5 * k for k in range(-6, 7)] + [20.0]
-    assert float(jaxmem.inner(k, b)) == pytest.approx(quad_half_line(lambda t: f(t) * g(t), pts), rel=RTOL)
-    assert float(jaxmem.inner(k, k)) == pytest.approx(quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL)
+    assert float(jaxmem.inner(k, b)) == pytest.approx(quad_half_line(lambda t: f(t) * g(t), pts), rel=RTOL, abs=0)
+    assert float(jaxmem.inner(k, k)) == pytest.approx(quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL, abs=0)
 
 
 # --- laplace_moments: the derivative of b0 is -b1 ---------------------------------------------
