@@ -11,9 +11,6 @@ from ._quadrature import half_line_rule
 # Panels of the residual rule: 0, then geometric panels from t_lo to T, n Gauss points each.
 _PANELS = 240
 _NODES = 16
-# Below this relative squared error the closed form c - b^T G^+ b has lost most of its digits
-# (its absolute error is a few eps * ||rho||^2); the residual is then integrated directly.
-_SWITCH = 1e-8
 
 
 @functools.cache
@@ -74,12 +71,32 @@ def residual_norm(kernel, a, w, on, p: int):
     return jnp.sum(wq * jnp.abs(r) ** p) + tail_integral(kernel, T, p)
 
 
-def l2_error_sq(kernel, a, w, on, J_closed, c):
-    """The squared L² error: the closed form, or the directly integrated residual when the
-    closed form is within a few digits of its cancellation floor."""
-    J_closed = jnp.maximum(J_closed, 0.0)
-    J_quad = residual_norm(kernel, a, w, on, 2)
-    return jnp.where(J_closed < _SWITCH * c, J_quad, J_closed)
+def lstsq_residual(kernel, w, on, rcond=1e-13):
+    r"""Best coefficients for fixed rates and the squared L² error, from an orthogonal basis.
+
+    The weighted collocation matrix $A_{qi} = \sqrt{\omega_q}e^{-w_it_q}$ of the residual rule has
+    condition number $\sqrt{\kappa(G)}$ (the Cauchy Gram squared it), so its SVD with a relative
+    cutoff resolves Gram condition numbers up to ~1e26, and the residual $y - U_rU_r^\top y$ is
+    formed directly: no $\|\rho\|^2 - b^\top G^+b$ cancellation; the error is accurate to the
+    floor of `attainable_floor` even when the coefficients are not unique (minimum-norm ones).
+    """
+    wv = jnp.where(on, w, 1.0)
+    w_min = jnp.min(jnp.where(on, wv, jnp.inf))
+    w_max = jnp.max(jnp.where(on, wv, 0.0))
+    H = kernel.horizon()
+    t_lo = 1e-4 * jnp.minimum(1.0 / w_max, H / 50.0)
+    T = jnp.maximum(60.0 / w_min, 2.0 * H)
+    t, wq = residual_rule(t_lo, T)
+    sq = jnp.sqrt(wq)
+    A = jnp.where(on, sq[:, None] * jnp.exp(-wv * t[:, None]), 0.0)
+    y = sq * kernel(t)
+    U, s, Vt = jnp.linalg.svd(A, full_matrices=False)
+    keep = s > rcond * s[0]
+    p = U.T @ y
+    z = jnp.where(keep, p / jnp.where(keep, s, 1.0), 0.0)
+    a = jnp.where(on, Vt.T @ z, 0.0)
+    r = y - U @ jnp.where(keep, p, 0.0)
+    return a, r @ r + tail_integral(kernel, T, 2)
 
 
 def attainable_floor(a, w, on, c):
