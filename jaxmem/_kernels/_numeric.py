@@ -7,7 +7,7 @@ import numpy as np
 import scipy.special as sps
 from jaxtyping import Array, Float
 
-from .._errors import as_float_array, check_finite, show
+from .._errors import as_float_array, check, check_finite, show
 from .._quadrature import half_line_rule
 from .._special import exp_moments_unit
 from ._base import AbstractKernel
@@ -155,10 +155,12 @@ class GridKernel(AbstractKernel):
                 f"GridKernel ts and values must have the same shape (n,), n >= 2; got "
                 f"{ts.shape} and {values.shape}."
             )
-        if not isinstance(ts, jax.core.Tracer):
-            t = np.asarray(ts)
-            if t[0] < 0 or np.any(np.diff(t) <= 0):
-                raise ValueError(f"GridKernel ts must be >= 0 and strictly increasing; got {show(ts)}.")
+        # `check` raises at once on concrete ts, and through eqx.error_if under jit/vmap.
+        ts = check(
+            ts,
+            (ts[0] < 0) | jnp.any(jnp.diff(ts) <= 0),
+            f"GridKernel ts must be >= 0 and strictly increasing; got {show(ts)}.",
+        )
         self.ts, self.values = ts, values
 
     def __call__(self, t):
