@@ -248,7 +248,7 @@ def best_approximation(
             raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}.")
         key = jr.key(0) if key is None else key
         starts = start_rates(key, width, n_starts, lo, hi, float(target.horizon()), scale=scale)
-        w, a, J, status = _fit_free_jit(target, starts, on, lo, hi, np.isfinite(hi), max_steps, rtol)
+        w, a, J, status = _fit_free_jit(target, starts, on, lo, hi, bool(np.isfinite(hi)), max_steps, rtol)
         mode = "free"
     else:
         if isinstance(rates, str):

@@ -103,5 +103,5 @@ def attainable_floor(a, w, on, c):
     r"""Relative L² error below which the reported value is noise: pointwise cancellation in
     $\rho - \sum_i a_i e^{-w_it}$ costs $\epsilon\,\|\sum_i |a_i| e^{-w_i t}\|$."""
     eps = jnp.finfo(jnp.result_type(float)).eps
-    terms = jnp.sqrt(jnp.sum(jnp.where(on, a**2 / (2 * jnp.where(on, w, 1.0)), 0.0)) * jnp.sum(on))
+    terms = jnp.sqrt(jnp.sum(jnp.where(on, a**2 / (2 * jnp.where(on, w, 1.0)), 0.0)) * jnp.sum(on, dtype=a.dtype))
     return 100 * eps * (1.0 + terms / jnp.sqrt(c))
