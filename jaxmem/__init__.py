@@ -51,3 +51,10 @@ from ._flow import (
 )
 from ._store import RowStore as RowStore, StoreError as StoreError
 from ._sweep import config_key as config_key, plateau_grid as plateau_grid, plateau_sweep as plateau_sweep
+from ._approx import (
+    Approximation as Approximation,
+    best_approximation as best_approximation,
+    error_map as error_map,
+    width_needed as width_needed,
+)
+from ._kernels._damped import Damped as Damped
