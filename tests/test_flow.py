@@ -6,10 +6,10 @@ scipy's Radau (rtol 1e-10, atol 1e-14) and scipy's own `events` for the crossing
 
 Measured agreement of `jaxmem.hitting_times` (defaults: Kvaerno5 + Chord, rtol 1e-8,
 bisection on the events) with that reference, relative:
-  L =  8: τ₀ 4e-8, τ₀′(0.05) 6e-8, τ₀′(0.01) 2e-8
-  L = 12: τ₀ 9e-8, τ₀′(0.05) 3e-9, τ₀′(0.01) 1e-8
-  L = 16: τ₀ 6e-8, τ₀′(0.05) 5e-9, τ₀′(0.01) 7e-10
-  L = 20: τ₀ 5e-8, τ₀′(0.01) 5e-9 (τ₀′(0.05) not reached by either)
+  L =  8: τ₀ 2.5e-8, τ₀′(0.05) 5.5e-8, τ₀′(0.01) 1.7e-8
+  L = 12: τ₀ 9.2e-8, τ₀′(0.05) 3.2e-9, τ₀′(0.01) 1.4e-8
+  L = 16: τ₀ 6.1e-8, τ₀′(0.05) 4.7e-9, τ₀′(0.01) 7.2e-10
+  L = 20: τ₀ 2.0e-7, τ₀′(0.01) 4.4e-9 (τ₀′(0.05) not reached by either)
 the tests assert 1e-5. Compilation of the flow is ~25 s per configuration on 2 CPU cores; the
 default (non-slow) part of this file shares one compilation of `hitting_times` and one of
 `gradient_flow`.
