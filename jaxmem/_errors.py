@@ -1,5 +1,7 @@
 """Input checks that raise at once on concrete values and through `eqx.error_if` under jit."""
 
+import contextlib
+import contextvars
 import warnings
 
 import equinox as eqx
@@ -16,6 +18,24 @@ def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
+_TRACED_CHECKS = contextvars.ContextVar("jaxmem_traced_checks", default=True)
+
+
+@contextlib.contextmanager
+def unchecked():
+    """Inside this context, checks on *traced* values are not compiled in.
+
+    For internal code whose inputs were validated on the host already (a sweep's grid): an
+    `eqx.error_if` compiles to a host callback, and XLA programs with host callbacks are never
+    written to JAX's persistent compilation cache. Concrete values are still checked.
+    """
+    token = _TRACED_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _TRACED_CHECKS.reset(token)
+
+
 def check(x, bad, message: str):
     """Return `x`, raising `ValueError(message)` where `bad` holds.
 
@@ -25,6 +45,8 @@ def check(x, bad, message: str):
     if not is_traced(bad):
         if bool(np.any(np.asarray(bad))):
             raise ValueError(message)
+        return x
+    if not _TRACED_CHECKS.get():
         return x
     return eqx.error_if(x, jnp.any(bad), message)
 

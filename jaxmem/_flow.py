@@ -42,7 +42,9 @@ _DEFAULT_RTOL = 1e-8
 # condition (atol). The conditions are scaled by 1e-4/δ, so the latter means |c| < 1e-5·δ, a
 # sanity bound: at L = 40 the loss moves by ~1e-9·δ between adjacent float64 values of
 # τ ≈ 5e8, so a tight bound on the condition is unattainable there and would report a failure.
-_EVENT_ROOT_FINDER = optx.Bisection(rtol=1e-10, atol=1e-9)
+# expand_if_necessary=True: the bracket is already valid (a sign change over the last step), and
+# this branch of Bisection has no runtime check (a host callback: no persistent caching).
+_EVENT_ROOT_FINDER = optx.Bisection(rtol=1e-10, atol=1e-9, expand_if_necessary=True)
 _COND_SCALE = 1e-4
 _DEFAULT_ATOL = 1e-10
 
@@ -261,8 +263,11 @@ def hitting_times_impl(model, target, delta_param, delta_loss, t1, horizon_facto
 
         event = diffrax.Event(combined, root_finder=_EVENT_ROOT_FINDER)
         sol = diffrax.diffeqsolve(
-            term, solver, t0, jnp.where(finished, t0 + 1.0, horizon * 1.5), 1e-3, y,
+            term, solver, t0, jnp.where(finished, t0 + 1.0, horizon * 1.5), None, y,
             stepsize_controller=controller, event=event, max_steps=max_steps, throw=False,
+            # Hitting times are not differentiated: a plain while loop (no checkpointing, and
+            # no runtime checks, which would keep the program out of the compilation cache).
+            adjoint=diffrax.ForwardMode(),
         )
         t_end, y_end = sol.ts[-1], sol.ys[-1]
         fired = (sol.result == diffrax.RESULTS.event_occurred) & ~finished

@@ -19,6 +19,7 @@ import jax.random as jr
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._errors import unchecked
 from ._flow import default_solver, hitting_times_impl
 from ._models import DiagonalRNN
 from ._parameterization import get_parameterization
@@ -99,15 +100,20 @@ class _Batch(eqx.Module):
         key = jr.wrap_key_data(key_data)
         a, w, mask = initial_params(width, key, self.max_width, self.perturbation, dtype)
         p = self.parameterization
-        model = DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p)
-        target = plateau_target(lag)
+        # The grid was validated on the host (plateau_grid); traced checks here would compile
+        # to host callbacks, which keep the program out of JAX's persistent compilation cache.
+        with unchecked():
+            model = DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p)
+            target = plateau_target(lag)
         dp, dl = jnp.asarray(self.delta_param, dtype), jnp.asarray(self.delta_loss, dtype)
         if self.kind == "flow":
             r = hitting_times_impl(model, target, dp, dl, jnp.asarray(1e15, dtype), 50.0, default_solver(),
                                    self.rtol, self.atol, self.max_steps)
             return dict(tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps, ok=r.solver_ok,
                         reached_param=r.reached_param, reached_loss=r.reached_loss)
-        r = train_impl(model, target, self.kind, lr, momentum, self.max_steps, dp, dl)
+        # optax's Adam raises b1**count (float ** int32): standard promotion, whatever the user's.
+        with jax.numpy_dtype_promotion("standard"):
+            r = train_impl(model, target, self.kind, lr, momentum, self.max_steps, dp, dl)
         return dict(tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps, ok=jnp.asarray(True),
                     reached_param=r.reached_param, reached_loss=r.reached_loss)
 

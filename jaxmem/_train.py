@@ -109,7 +109,9 @@ def train(
     elif not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be a name in {OPTIMIZERS} or an optax transformation; got {optimizer!r}.")
     momentum = jnp.asarray(momentum, dtype=model.a.dtype)
-    return _train(model, target, optimizer, lr, momentum, max_steps, delta_param, delta_loss)
+    # optax's Adam raises b1**count (float ** int32), which strict dtype promotion rejects.
+    with jax.numpy_dtype_promotion("standard"):
+        return _train(model, target, optimizer, lr, momentum, max_steps, delta_param, delta_loss)
 
 
 def train_impl(model, target, optimizer, lr, momentum, max_steps, delta_param, delta_loss):
