@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test test-quick install install-test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,19 @@ install-test: $(TSTAMP)
 demo: $(STAMP)
 	$(VENV)/bin/jaxmem demo --out runs/demo
 
+# The whole suite, slow tests and notebooks included (what CI runs; ~15 min on 2 cores).
 test: $(TSTAMP)
+	$(PY) -m pytest -q -m "slow or notebook or not (slow or notebook)" $(PYTEST_ARGS)
+
+# The default suite without the slow tests and notebooks (~8 min on 2 cores).
+test-quick: $(TSTAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/loss_exact_vs_quadrature.py
+	$(PY) benchmarks/flow_vs_descent.py
+	$(PY) benchmarks/sweep_throughput.py --quick
+	$(PY) benchmarks/approx_speed.py --quick
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
