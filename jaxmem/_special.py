@@ -95,20 +95,22 @@ def log_gauss_tail_moment(r):
     direct = jnp.log(jnp.exp(-0.5 * rd**2 - _LOG_SQRT_2PI) + rd * jss.ndtr(rd))
     x = jnp.where(neg, -r, 3.0)
     # 1 - xR = R * K_1 (see _mills_ratio).
-    mills, kk = _mills_ratio(x)
+    mills, kk = _mills_ratio(x, 64)
     tail = -0.5 * x**2 - _LOG_SQRT_2PI + jnp.log(mills) + jnp.log(kk)
     return jnp.where(neg, tail, direct)
 
 
-def _mills_ratio(x):
-    """Mills ratio R(x) = (1 - Φ(x))/φ(x) and K_1(x) by Laplace's continued fraction, x >~ 3."""
+def _mills_ratio(x, depth):
+    """Mills ratio R(x) = (1 - Φ(x))/φ(x) and K_1(x) by Laplace's continued fraction.
 
+    Evaluated backwards at a fixed depth: 30 terms reach 1e-17 for x >= 5, 60 for x >= 3.
+    Unrolled in Python on purpose: the loop fuses into one elementwise kernel, which is what
+    the training loops evaluate at every step (a rolled loop is one launch per term on GPU).
+    """
     # K_k = k / (x + K_{k+1}); R = 1/(x + K_1).
-    def step(i, kk):
-        k = (_CF_DEPTH - i).astype(kk.dtype)
-        return k / (x + kk)
-
-    kk = jax.lax.fori_loop(0, _CF_DEPTH, step, jnp.zeros_like(x))
+    kk = jnp.zeros_like(x)
+    for k in range(depth, 0, -1):
+        kk = k / (x + kk)
     return 1.0 / (x + kk), kk
 
 
@@ -122,7 +124,7 @@ def log_ndtr(r):
     r = jnp.asarray(r, dtype=jnp.result_type(r, float))
     neg = r < -5.0
     x = jnp.where(neg, -r, 5.0)
-    mills, _ = _mills_ratio(x)
+    mills, _ = _mills_ratio(x, 40)
     tail = -0.5 * x**2 - _LOG_SQRT_2PI + jnp.log(mills)
     return jnp.where(neg, tail, jss.log_ndtr(jnp.where(neg, 0.0, r)))
 
