@@ -93,6 +93,23 @@ def time_compiled(fn, args, *, calls, repeats):
     return compiled, compile_s, statistics.median(samples)
 
 
+def in_compiled_loop(value_and_grad_fn, n):
+    """`n` gradient steps of size 1e-12 inside one `lax.fori_loop`: the per-step cost without
+    per-call dispatch, as a compiled training loop pays it. (The tiny steps make each iteration
+    depend on the last, so nothing is hoisted, while the model stays put to ~1e-12.)"""
+
+    def run(model, target):
+        def body(i, carry):
+            m, acc = carry
+            J, g = value_and_grad_fn(m, target)
+            m = jax.tree.map(lambda x, y: x - 1e-12 * y, m, g)
+            return m, acc + J
+
+        return jax.lax.fori_loop(0, n, body, (model, jnp.zeros(())))
+
+    return run
+
+
 def scipy_reference(model):
     """J and dJ/d(a, w) by scipy quadrature, independent of jaxmem."""
     a, w = np.asarray(model.a), np.asarray(model.rates)
@@ -207,11 +224,27 @@ def main():
 
     _, _, exact_batch = time_compiled(batched(exact_fn), (scales, target), calls=max(2, calls // 2), repeats=max(3, repeats // 3))
     _, _, quad_batch = time_compiled(batched(best["fn"]), (scales, target), calls=2, repeats=3)
+    # Per step inside a compiled loop (how gradient descent and the gradient flow call it).
+    n_exact, n_quad = (200, 5) if args.quick else (2000, 20)
+    quad_vg = lambda m, t: (lambda out: (out[0][0], out[1]))(best["fn"](m, t))
+    _, _, exact_loop = time_compiled(in_compiled_loop(exact_fn, n_exact), (model, target), calls=1, repeats=3)
+    _, _, quad_loop = time_compiled(in_compiled_loop(quad_vg, n_quad), (model, target), calls=1, repeats=3)
+    exact_loop, quad_loop = exact_loop / n_exact, quad_loop / n_quad
+
     print()
-    print(f"  batched over {B} models (vmap): exact {exact_batch / B * 1e6:.1f} µs, quadrature {quad_batch / B * 1e6:.1f} µs per loss+gradient")
+    print(f"  {'per loss+gradient':34s} {'exact':>10s} {'quadrature':>12s} {'ratio':>7s}")
+    rows = [
+        ("one jitted call (dispatch included)", exact_time, best["time"]),
+        (f"batch of {B} models (vmap), per model", exact_batch / B, quad_batch / B),
+        ("step of a compiled loop (fori_loop)", exact_loop, quad_loop),
+    ]
+    for label, te, tq in rows:
+        print(f"  {label:34s} {te * 1e6:8.1f} µs {tq * 1e6:10.1f} µs {tq / te:6.0f}x")
     print()
-    print(f"  ratio quadrature / exact, one call      = {ratio:.0f}x   (goal >= 100x: {'met' if ratio >= 100 else 'NOT met'})")
-    print(f"  ratio quadrature / exact, batch of {B:<4d} = {quad_batch / exact_batch:.0f}x")
+    print(f"  goal: exact >= 100x faster. One call: {'met' if ratio >= 100 else 'NOT met'} ({ratio:.0f}x); "
+          f"in a compiled loop: {'met' if quad_loop / exact_loop >= 100 else 'NOT met'} ({quad_loop / exact_loop:.0f}x).")
+    print("  (A single call pays a fixed per-dispatch cost for jaxmem's runtime checks, which put a host")
+    print("  callback in the program; inside a compiled loop that cost vanishes. EQX_ON_ERROR=off removes it.)")
 
 
 if __name__ == "__main__":
