@@ -37,10 +37,9 @@ jax.config.update("jax_enable_x64", True)
 
 import diffrax
 import jax.numpy as jnp
+import jaxmem
 import numpy as np
 import scipy.integrate as si
-
-import jaxmem
 
 LAG, SIGMA, WIDTH, T_END = 18.0, 0.5, 10, 80.0
 TARGET_RTOL = 1e-8
@@ -115,7 +114,11 @@ def scipy_reference(model):
     a, w = np.asarray(model.a), np.asarray(model.rates)
 
     def resid(t):
-        return math.exp(-0.5 * t) + math.exp(-((t - LAG) ** 2) / (2 * SIGMA**2)) - float(np.sum(a * np.exp(-w * t)))
+        return (
+            math.exp(-0.5 * t)
+            + math.exp(-((t - LAG) ** 2) / (2 * SIGMA**2))
+            - float(np.sum(a * np.exp(-w * t)))
+        )
 
     pts = [LAG + k * SIGMA for k in range(-16, 17)]
 
@@ -125,12 +128,20 @@ def scipy_reference(model):
         edges = [0.0, *pts, T_END]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", si.IntegrationWarning)
-            return sum(si.quad(f, lo, hi, epsabs=1e-22, epsrel=1e-13, limit=500)[0] for lo, hi in zip(edges[:-1], edges[1:]))
+            return sum(
+                si.quad(f, lo, hi, epsabs=1e-22, epsrel=1e-13, limit=500)[0]
+                for lo, hi in zip(edges[:-1], edges[1:])
+            )
 
     J = quad(lambda t: resid(t) ** 2)
     # ∂J/∂a_i = -2 ∫ e^{-w_i t} (ρ - ρ̂);  ∂J/∂w_i = 2 a_i ∫ t e^{-w_i t} (ρ - ρ̂)
     da = np.array([-2 * quad(lambda t, wi=wi: math.exp(-wi * t) * resid(t)) for wi in w])
-    dw = np.array([2 * ai * quad(lambda t, wi=wi: t * math.exp(-wi * t) * resid(t)) if ai else 0.0 for ai, wi in zip(a, w)])
+    dw = np.array(
+        [
+            2 * ai * quad(lambda t, wi=wi: t * math.exp(-wi * t) * resid(t)) if ai else 0.0
+            for ai, wi in zip(a, w)
+        ]
+    )
     return J, np.concatenate([da, dw])
 
 
@@ -151,11 +162,15 @@ def main():
         f"  jax {jax.__version__}, diffrax {diffrax.__version__}, jaxmem {jaxmem.__version__}, "
         f"python {platform.python_version()}, device {dev.device_kind} ({dev.platform}), float64"
     )
-    print(f"  target e^(-t/2) + GaussianBump(lag={LAG:g}, width={SIGMA:g}); width {WIDTH}, a = e1, w = geomspace(0.5, 4, {WIDTH})")
+    print(
+        f"  target e^(-t/2) + GaussianBump(lag={LAG:g}, width={SIGMA:g}); width {WIDTH}, a = e1, w = geomspace(0.5, 4, {WIDTH})"
+    )
 
     # --- exact path
     exact_fn = jax.value_and_grad(jaxmem.white_noise_loss)
-    exact, exact_compile, exact_time = time_compiled(exact_fn, (model, target), calls=calls * 10, repeats=repeats)
+    exact, exact_compile, exact_time = time_compiled(
+        exact_fn, (model, target), calls=calls * 10, repeats=repeats
+    )
     J_exact, g_exact = exact(model, target)
     J_exact, g_exact = float(J_exact), flat_grad(g_exact)
 
@@ -176,17 +191,27 @@ def main():
         configs = [configs[0], configs[4]]
     a_sum = float(np.sum(np.abs(np.asarray(model.a))))
     tail = (1 + a_sum) ** 2 * math.exp(-T_END)
-    print(f"  quadrature on [0, {T_END:g}]; neglected tail ≤ (1 + Σ|a|)² e^(-T) = {tail:.1e} (relative {tail / J_exact:.1e})")
+    print(
+        f"  quadrature on [0, {T_END:g}]; neglected tail ≤ (1 + Σ|a|)² e^(-T) = {tail:.1e} (relative {tail / J_exact:.1e})"
+    )
     print()
-    print(f"  exact path: {exact_time * 1e6:.1f} µs per loss+gradient; quadrature configurations (errors relative to the exact path):")
-    print(f"  {'solver':8s} {'rtol':>7s} {'atol':>7s} {'dtmax':>5s} {'steps':>6s} {'loss err':>9s} {'grad err':>9s} {'time/call':>10s} {'vs exact':>9s}  ok")
+    print(
+        f"  exact path: {exact_time * 1e6:.1f} µs per loss+gradient; quadrature configurations (errors relative to the exact path):"
+    )
+    print(
+        f"  {'solver':8s} {'rtol':>7s} {'atol':>7s} {'dtmax':>5s} {'steps':>6s} {'loss err':>9s} {'grad err':>9s} {'time/call':>10s} {'vs exact':>9s}  ok"
+    )
     best = None
     for solver, rtol, atol, dtmax in configs:
         fn = jax.value_and_grad(
-            lambda m, t, s=solver, r=rtol, a=atol, d=dtmax: quadrature_loss(m, t, solver=s, rtol=r, atol=a, dtmax=d),
+            lambda m, t, s=solver, r=rtol, a=atol, d=dtmax: quadrature_loss(
+                m, t, solver=s, rtol=r, atol=a, dtmax=d
+            ),
             has_aux=True,
         )
-        compiled, compile_s, per_call = time_compiled(fn, (model, target), calls=max(2, calls // 10), repeats=max(3, repeats // 3))
+        compiled, compile_s, per_call = time_compiled(
+            fn, (model, target), calls=max(2, calls // 10), repeats=max(3, repeats // 3)
+        )
         (J_q, steps), g_q = compiled(model, target)
         err_J, err_g = abs(float(J_q) / J_exact - 1), rel(flat_grad(g_q), g_exact)
         ok = err_J <= TARGET_RTOL and err_g <= TARGET_RTOL and int(steps) < 4096
@@ -196,12 +221,28 @@ def main():
             f"{per_call * 1e3:7.2f} ms {per_call / exact_time:8.0f}x  {'yes' if ok else 'no'}"
         )
         if ok and (best is None or per_call < best["time"]):
-            best = dict(name=name, rtol=rtol, atol=atol, dtmax=dtmax, steps=int(steps), time=per_call, compile=compile_s,
-                        err_J=err_J, err_g=err_g, J=float(J_q), g=flat_grad(g_q), fn=fn)
+            best = dict(
+                name=name,
+                rtol=rtol,
+                atol=atol,
+                dtmax=dtmax,
+                steps=int(steps),
+                time=per_call,
+                compile=compile_s,
+                err_J=err_J,
+                err_g=err_g,
+                J=float(J_q),
+                g=flat_grad(g_q),
+                fn=fn,
+            )
 
     print()
-    print(f"  exact path      : {exact_time * 1e6:9.1f} µs per loss+gradient (median of {repeats} × {calls * 10} calls), compile {exact_compile:.2f} s")
-    print(f"                    vs scipy reference: loss rel. err {abs(J_exact / J_ref - 1):.1e}, gradient rel. err {rel(g_exact, g_ref):.1e} (norm-wise)")
+    print(
+        f"  exact path      : {exact_time * 1e6:9.1f} µs per loss+gradient (median of {repeats} × {calls * 10} calls), compile {exact_compile:.2f} s"
+    )
+    print(
+        f"                    vs scipy reference: loss rel. err {abs(J_exact / J_ref - 1):.1e}, gradient rel. err {rel(g_exact, g_ref):.1e} (norm-wise)"
+    )
     if best is None:
         print(f"  quadrature      : no configuration reached relative error ≤ {TARGET_RTOL:g}")
         return
@@ -222,7 +263,9 @@ def main():
     def batched(fn):
         return lambda s, t: jax.vmap(lambda x: fn(jaxmem.DiagonalRNN(model.a, model.rates * x), t))(s)
 
-    _, _, exact_batch = time_compiled(batched(exact_fn), (scales, target), calls=max(2, calls // 2), repeats=max(3, repeats // 3))
+    _, _, exact_batch = time_compiled(
+        batched(exact_fn), (scales, target), calls=max(2, calls // 2), repeats=max(3, repeats // 3)
+    )
     _, _, quad_batch = time_compiled(batched(best["fn"]), (scales, target), calls=2, repeats=3)
     # Per step inside a compiled loop (how gradient descent and the gradient flow call it).
     n_exact, n_quad = (200, 5) if args.quick else (2000, 20)
@@ -241,10 +284,14 @@ def main():
     for label, te, tq in rows:
         print(f"  {label:34s} {te * 1e6:8.1f} µs {tq * 1e6:10.1f} µs {tq / te:6.0f}x")
     print()
-    print(f"  goal: exact >= 100x faster. One call: {'met' if ratio >= 100 else 'NOT met'} ({ratio:.0f}x); "
-          f"in a compiled loop: {'met' if quad_loop / exact_loop >= 100 else 'NOT met'} ({quad_loop / exact_loop:.0f}x).")
+    print(
+        f"  goal: exact >= 100x faster. One call: {'met' if ratio >= 100 else 'NOT met'} ({ratio:.0f}x); "
+        f"in a compiled loop: {'met' if quad_loop / exact_loop >= 100 else 'NOT met'} ({quad_loop / exact_loop:.0f}x)."
+    )
     print("  (A single call pays a fixed per-dispatch cost for jaxmem's runtime checks, which put a host")
-    print("  callback in the program; inside a compiled loop that cost vanishes. EQX_ON_ERROR=off removes it.)")
+    print(
+        "  callback in the program; inside a compiled loop that cost vanishes. EQX_ON_ERROR=off removes it.)"
+    )
 
 
 if __name__ == "__main__":

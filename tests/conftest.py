@@ -2,7 +2,6 @@
 
 import jax
 
-
 jax.config.update("jax_enable_x64", True)
 # The library computes in float64 without relying on implicit dtype promotion.
 jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -8,11 +8,10 @@ from typing import NamedTuple
 
 import jax
 import jax.tree_util as jtu
+import jaxmem
 import numpy as np
 import scipy.integrate as si
 import scipy.special as sps
-
-import jaxmem
 
 
 def tree_allclose(x, y, *, rtol=1e-10, atol=1e-12):
@@ -73,7 +72,9 @@ def log_bump_moment(lag, width, w, n):
         # the maximiser of t e^{-(t-mu)^2/(2 s^2)}
         t_star = 0.5 * (mu + math.sqrt(mu * mu + 4 * s * s))
     m = expo(max(t_star, lo, 1e-300))
-    val = si.quad(lambda t: math.exp(expo(t) - m), lo, hi, points=pts, epsabs=0.0, epsrel=1e-13, limit=2000)[0]
+    val = si.quad(lambda t: math.exp(expo(t) - m), lo, hi, points=pts, epsabs=0.0, epsrel=1e-13, limit=2000)[
+        0
+    ]
     return math.log(val) + m
 
 
@@ -147,7 +148,9 @@ KERNELS = {
     "bump_0.5": KernelCase(lambda: jaxmem.GaussianBump(0.5, 0.5), _bump_ref(0.5, 0.5), _around(0.5, 0.5)),
     "bump_18": KernelCase(lambda: jaxmem.GaussianBump(18.0, 0.5), _bump_ref(18.0, 0.5), _around(18.0, 0.5)),
     "bump_100": KernelCase(
-        lambda: jaxmem.GaussianBump(100.0, 2.0, amplitude=1.5), _bump_ref(100.0, 2.0, 1.5), _around(100.0, 2.0)
+        lambda: jaxmem.GaussianBump(100.0, 2.0, amplitude=1.5),
+        _bump_ref(100.0, 2.0, 1.5),
+        _around(100.0, 2.0),
     ),
     "airy": KernelCase(lambda: jaxmem.Airy(), _airy_ref(6.0, 1.0), _AIRY_POINTS),
     "airy_shift3_scale2": KernelCase(

@@ -11,10 +11,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import jaxmem
 import numpy as np
 import pytest
-
-import jaxmem
 
 from .helpers import KERNELS, MODELS, target_for, tree_allclose
 
@@ -31,9 +30,9 @@ def _stack(*trees):
 
 
 def _kernel_contract(kernel, model):
-    loss, (g_model, g_kernel) = eqx.filter_value_and_grad(
-        lambda mk: jaxmem.white_noise_loss(mk[0], mk[1])
-    )((model, kernel))
+    loss, (g_model, g_kernel) = eqx.filter_value_and_grad(lambda mk: jaxmem.white_noise_loss(mk[0], mk[1]))(
+        (model, kernel)
+    )
     return {
         "values": kernel(T),
         "b0": kernel.laplace(W),
@@ -102,7 +101,9 @@ def test_vmap_over_bump_lags_and_powerlaw_exponents():
     b0 = jax.jit(jax.vmap(lambda L: jaxmem.GaussianBump(L, 0.5).laplace(W)))(lags)
     assert b0.shape == (4, 3) and np.all(np.isfinite(np.asarray(b0)))
     for i, L in enumerate(lags):
-        np.testing.assert_allclose(b0[i], jaxmem.GaussianBump(float(L), 0.5).laplace(W), rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(
+            b0[i], jaxmem.GaussianBump(float(L), 0.5).laplace(W), rtol=1e-12, atol=1e-300
+        )
     omegas = jnp.array([0.25, 1.0, 2.5])
     sq = jax.jit(jax.vmap(lambda o: jaxmem.PowerLaw(o).sq_norm()))(omegas)
     np.testing.assert_allclose(sq, 1 / (1 + 2 * omegas), rtol=1e-14)
@@ -154,7 +155,9 @@ def test_model_contract(name):
     batched = _jit_vmap_model_contract(_stack(*models), target)
     for i, m in enumerate(models):
         single = contract(m, target)
-        assert tree_allclose(jtu.tree_map(lambda x: x[i], batched["grad"]), single["grad"], rtol=1e-10, atol=1e-14)
+        assert tree_allclose(
+            jtu.tree_map(lambda x: x[i], batched["grad"]), single["grad"], rtol=1e-10, atol=1e-14
+        )
         np.testing.assert_allclose(batched["loss"][i], single["loss"], rtol=1e-12)
 
 
@@ -186,7 +189,9 @@ _FLOAT32_SCRIPT = textwrap.dedent(
 
 def test_float32_smoke():
     env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", _FLOAT32_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FLOAT32_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["dtype"] == "float32"

@@ -3,10 +3,9 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxmem
 import numpy as np
 import pytest
-
-import jaxmem
 
 ONES = jnp.ones(2)
 TARGET = jaxmem.ExpSum([1.0], [1.0])
@@ -21,15 +20,27 @@ TARGET = jaxmem.ExpSum([1.0], [1.0])
             ValueError,
             r"Hurwitz.*largest real part is 0\.1",
         ),
-        (lambda: jaxmem.LinearRNN(jnp.array([[0.0, 1.0], [-1.0, 0.0]]), jnp.ones((2, 1)), ONES), ValueError, "Hurwitz"),
+        (
+            lambda: jaxmem.LinearRNN(jnp.array([[0.0, 1.0], [-1.0, 0.0]]), jnp.ones((2, 1)), ONES),
+            ValueError,
+            "Hurwitz",
+        ),
         # non-positive rates
         (lambda: jaxmem.DiagonalRNN(ONES, jnp.array([0.5, -1.0])), ValueError, r"rates w must be > 0.*-1\."),
         (lambda: jaxmem.DiagonalRNN(ONES, jnp.array([0.5, 0.0])), ValueError, r"rates w must be > 0.*0\."),
-        (lambda: jaxmem.DiagonalRNN(ONES, jnp.array([0.5, -1.0]), parameterization="exp"), ValueError, r"> 0.*-1\."),
+        (
+            lambda: jaxmem.DiagonalRNN(ONES, jnp.array([0.5, -1.0]), parameterization="exp"),
+            ValueError,
+            r"> 0.*-1\.",
+        ),
         (lambda: jaxmem.ExpSum([1.0], [-0.5]), ValueError, r"ExpSum rates must be > 0; got \[-0\.5\]"),
         # (on concrete rates; traced trial rates inside solvers are deliberately unchecked)
         (lambda: jaxmem.PowerLaw(1.0).laplace(-1.0), ValueError, r"w must be > 0.*-1"),
-        (lambda: jaxmem.GaussianBump(1.0, 0.5).laplace(jnp.array([1.0, 0.0])), ValueError, r"w must be > 0.*0\."),
+        (
+            lambda: jaxmem.GaussianBump(1.0, 0.5).laplace(jnp.array([1.0, 0.0])),
+            ValueError,
+            r"w must be > 0.*0\.",
+        ),
         (
             lambda: jaxmem.DiagonalRNN(ONES, jnp.array([1.0, 20.0]), parameterization="best"),
             ValueError,
@@ -42,27 +53,63 @@ TARGET = jaxmem.ExpSum([1.0], [1.0])
         (lambda: jaxmem.PowerLaw(1.0, scale=0.0), ValueError, r"scale must be > 0; got 0"),
         # widths
         (lambda: jaxmem.GaussianBump(1.0, 0.0), ValueError, r"width must be > 0; got 0"),
-        (lambda: jaxmem.DiagonalRNN.init(jax.random.key(0), -1), ValueError, r"width must be a positive integer; got -1"),
-        (lambda: jaxmem.LinearRNN.init(jax.random.key(0), 0), ValueError, r"width must be a positive integer; got 0"),
-        (lambda: jaxmem.DiagonalRNN(jnp.ones(3), jnp.ones(3)).pad(2), ValueError, r"width-3 .* smaller width 2"),
+        (
+            lambda: jaxmem.DiagonalRNN.init(jax.random.key(0), -1),
+            ValueError,
+            r"width must be a positive integer; got -1",
+        ),
+        (
+            lambda: jaxmem.LinearRNN.init(jax.random.key(0), 0),
+            ValueError,
+            r"width must be a positive integer; got 0",
+        ),
+        (
+            lambda: jaxmem.DiagonalRNN(jnp.ones(3), jnp.ones(3)).pad(2),
+            ValueError,
+            r"width-3 .* smaller width 2",
+        ),
         # non-finite parameters
-        (lambda: jaxmem.DiagonalRNN(jnp.array([jnp.nan, 1.0]), ONES), ValueError, r"DiagonalRNN a must be finite; got \[nan"),
-        (lambda: jaxmem.DiagonalRNN(ONES, jnp.array([1.0, jnp.inf])), ValueError, r"w must be finite; got \[ *1\. +inf\]"),
+        (
+            lambda: jaxmem.DiagonalRNN(jnp.array([jnp.nan, 1.0]), ONES),
+            ValueError,
+            r"DiagonalRNN a must be finite; got \[nan",
+        ),
+        (
+            lambda: jaxmem.DiagonalRNN(ONES, jnp.array([1.0, jnp.inf])),
+            ValueError,
+            r"w must be finite; got \[ *1\. +inf\]",
+        ),
         (lambda: jaxmem.GaussianBump(jnp.inf, 0.5), ValueError, r"lag must be finite; got inf"),
         (lambda: jaxmem.ExpSum([jnp.nan], [1.0]), ValueError, r"coeffs must be finite; got \[nan\]"),
         (lambda: jaxmem.PowerLaw(jnp.nan), ValueError, r"omega must be finite; got nan"),
-        (lambda: jaxmem.LinearRNN(-jnp.eye(2), jnp.ones((2, 1)), jnp.array([1.0, jnp.nan])), ValueError, r"c must be finite"),
+        (
+            lambda: jaxmem.LinearRNN(-jnp.eye(2), jnp.ones((2, 1)), jnp.array([1.0, jnp.nan])),
+            ValueError,
+            r"c must be finite",
+        ),
         (lambda: jaxmem.GridKernel([0.0, 1.0], [1.0, jnp.nan]), ValueError, r"values must be finite"),
         (lambda: jaxmem.Airy(shift=jnp.inf), ValueError, r"shift must be finite and >= 0; got inf"),
         # mismatched shapes
         (lambda: jaxmem.DiagonalRNN(ONES, jnp.ones(3)), ValueError, r"same shape.*\(2,\) and \(3,\)"),
-        (lambda: jaxmem.DiagonalRNN(ONES, ONES, mask=jnp.ones(3)), ValueError, r"mask must have shape \(2,\); got \(3,\)"),
+        (
+            lambda: jaxmem.DiagonalRNN(ONES, ONES, mask=jnp.ones(3)),
+            ValueError,
+            r"mask must have shape \(2,\); got \(3,\)",
+        ),
         (lambda: jaxmem.ExpSum([1.0, 2.0], [1.0]), ValueError, r"same shape; got \(2,\) and \(1,\)"),
         (lambda: jaxmem.LinearRNN(-jnp.eye(2), jnp.ones((3, 1)), ONES), ValueError, r"U \(3, 1\)"),
         (lambda: jaxmem.LinearRNN(-jnp.eye(2), jnp.ones((2, 1)), jnp.ones(3)), ValueError, r"c \(3,\)"),
-        (lambda: jaxmem.GridKernel([0.0, 1.0, 2.0], [1.0, 2.0]), ValueError, r"same shape.*\(3,\) and \(2,\)"),
+        (
+            lambda: jaxmem.GridKernel([0.0, 1.0, 2.0], [1.0, 2.0]),
+            ValueError,
+            r"same shape.*\(3,\) and \(2,\)",
+        ),
         (lambda: jaxmem.GaussianBump(jnp.ones(2), 0.5), ValueError, r"lag must have 0 dimension"),
-        (lambda: jaxmem.DiagonalRNN(jnp.ones((2, 2)), jnp.ones((2, 2))), ValueError, r"a must have 1 dimension"),
+        (
+            lambda: jaxmem.DiagonalRNN(jnp.ones((2, 2)), jnp.ones((2, 2))),
+            ValueError,
+            r"a must have 1 dimension",
+        ),
         (lambda: jnp.ones(2) * jaxmem.PowerLaw(1.0), ValueError, r"scaled by a scalar; got shape \(2,\)"),
         (
             lambda: jaxmem.white_noise_loss(jaxmem.LinearRNN.init(jax.random.key(0), 2, 2), TARGET),
@@ -70,20 +117,52 @@ TARGET = jaxmem.ExpSum([1.0], [1.0])
             r"d = 2 inputs needs d target kernels",
         ),
         # non-increasing grids
-        (lambda: jaxmem.GridKernel([0.0, 1.0, 1.0], [1.0, 2.0, 3.0]), ValueError, r"strictly increasing; got \[0\. 1\. 1\.\]"),
+        (
+            lambda: jaxmem.GridKernel([0.0, 1.0, 1.0], [1.0, 2.0, 3.0]),
+            ValueError,
+            r"strictly increasing; got \[0\. 1\. 1\.\]",
+        ),
         (lambda: jaxmem.GridKernel([0.0, 2.0, 1.0], [1.0, 2.0, 3.0]), ValueError, r"strictly increasing"),
-        (lambda: jaxmem.GridKernel([-1.0, 1.0], [1.0, 2.0]), ValueError, r">= 0 and strictly increasing; got \[-1\."),
+        (
+            lambda: jaxmem.GridKernel([-1.0, 1.0], [1.0, 2.0]),
+            ValueError,
+            r">= 0 and strictly increasing; got \[-1\.",
+        ),
         # unknown parameterization, wrong types
-        (lambda: jaxmem.DiagonalRNN(ONES, ONES, parameterization="tanh"), ValueError, r"unknown parameterization 'tanh'; expected one of \['best', 'exp', 'identity', 'softplus'\]"),
+        (
+            lambda: jaxmem.DiagonalRNN(ONES, ONES, parameterization="tanh"),
+            ValueError,
+            r"unknown parameterization 'tanh'; expected one of \['best', 'exp', 'identity', 'softplus'\]",
+        ),
         (lambda: jaxmem.Best(b=0.0), ValueError, r"b > 0; got 0"),
-        (lambda: jaxmem.DiagonalRNN("abc", ONES), TypeError, r"a must be an array of real numbers; got 'abc'"),
-        (lambda: jaxmem.DiagonalRNN(ONES), TypeError, r"exactly one of the rates `w` or the stored parameter `v`"),
-        (lambda: jaxmem.white_noise_loss(jaxmem.DiagonalRNN(jnp.ones(1), jnp.ones(1)), 3.0), TypeError, r"target must be a kernel.*got 3\.0"),
+        (
+            lambda: jaxmem.DiagonalRNN("abc", ONES),
+            TypeError,
+            r"a must be an array of real numbers; got 'abc'",
+        ),
+        (
+            lambda: jaxmem.DiagonalRNN(ONES),
+            TypeError,
+            r"exactly one of the rates `w` or the stored parameter `v`",
+        ),
+        (
+            lambda: jaxmem.white_noise_loss(jaxmem.DiagonalRNN(jnp.ones(1), jnp.ones(1)), 3.0),
+            TypeError,
+            r"target must be a kernel.*got 3\.0",
+        ),
         # (under the test suite's jaxtyping/beartype hook the annotation rejects it first)
-        (lambda: jaxmem.white_noise_loss("model", TARGET), TypeError, r"DiagonalRNN or LinearRNN; got str|AbstractRNN"),
+        (
+            lambda: jaxmem.white_noise_loss("model", TARGET),
+            TypeError,
+            r"DiagonalRNN or LinearRNN; got str|AbstractRNN",
+        ),
         (lambda: jaxmem.SumKernel([]), TypeError, r"non-empty sequence of kernels"),
         (lambda: jaxmem.ScaledKernel(2.0, 3.0), TypeError, r"needs a kernel; got 3\.0"),
-        (lambda: jax.jit(lambda s: jaxmem.Airy(shift=s).sq_norm())(1.0), TypeError, r"concrete Python numbers"),
+        (
+            lambda: jax.jit(lambda s: jaxmem.Airy(shift=s).sq_norm())(1.0),
+            TypeError,
+            r"concrete Python numbers",
+        ),
     ],
 )
 def test_bad_input_raises_a_clear_error(make, error, match):
@@ -107,7 +186,12 @@ _UNDER_JIT = [
         jnp.array([0.5, -1.0]),
         "DiagonalRNN rates w must be > 0",
     ),
-    ("omega <= 0", lambda o: jaxmem.PowerLaw(o).sq_norm(), jnp.array(-1.0), r"PowerLaw omega must be in \(0, 60\]"),
+    (
+        "omega <= 0",
+        lambda o: jaxmem.PowerLaw(o).sq_norm(),
+        jnp.array(-1.0),
+        r"PowerLaw omega must be in \(0, 60\]",
+    ),
     (
         "non-finite coefficients",
         lambda a: jaxmem.white_noise_loss(jaxmem.DiagonalRNN(a, ONES), TARGET),
@@ -159,5 +243,7 @@ def test_good_input_under_jit_passes_the_checks():
     # the compiled-in checks cost nothing on valid input and do not change results
     fn = eqx.filter_jit(lambda w: jaxmem.white_noise_loss(jaxmem.DiagonalRNN(ONES, w), TARGET))
     w = jnp.array([0.5, 2.0])
-    assert float(fn(w)) == pytest.approx(float(jaxmem.white_noise_loss(jaxmem.DiagonalRNN(ONES, w), TARGET)), rel=1e-15, abs=0)
+    assert float(fn(w)) == pytest.approx(
+        float(jaxmem.white_noise_loss(jaxmem.DiagonalRNN(ONES, w), TARGET)), rel=1e-15, abs=0
+    )
     assert np.isfinite(float(fn(w)))

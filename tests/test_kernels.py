@@ -5,11 +5,10 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxmem
 import numpy as np
 import pytest
 import scipy.special as sps
-
-import jaxmem
 
 from .helpers import KERNELS, central_difference, log_bump_moment, quad_half_line
 
@@ -57,7 +56,12 @@ def test_bump_laplace_where_naive_formula_is_zero_times_inf(lag, width, w):
     # The naive formula A σ sqrt(π/2) exp(-wL + σ²w²/2) erfc(-μ/(√2σ)) is inf·0 = NaN here ...
     mu = lag - width**2 * w
     with np.errstate(over="ignore", invalid="ignore"):
-        naive = width * math.sqrt(math.pi / 2) * np.exp(-w * lag + width**2 * w**2 / 2) * sps.erfc(-mu / (math.sqrt(2) * width))
+        naive = (
+            width
+            * math.sqrt(math.pi / 2)
+            * np.exp(-w * lag + width**2 * w**2 / 2)
+            * sps.erfc(-mu / (math.sqrt(2) * width))
+        )
     assert not np.isfinite(naive)
     # ... while the true value is an ordinary float64 (≈ e^{-w·0}/(w + L/σ²)-ish), and so is ours.
     kernel = jaxmem.GaussianBump(lag, width)
@@ -81,7 +85,9 @@ def test_bump_norms(lag, width):
 def test_bump_values():
     kernel = jaxmem.GaussianBump(18.0, 0.5, 2.0)
     t = np.linspace(0.0, 40.0, 101)
-    np.testing.assert_allclose(kernel(jnp.asarray(t)), 2.0 * np.exp(-((t - 18.0) ** 2) / 0.5), rtol=1e-14, atol=1e-300)  # XLA flushes subnormals
+    np.testing.assert_allclose(
+        kernel(jnp.asarray(t)), 2.0 * np.exp(-((t - 18.0) ** 2) / 0.5), rtol=1e-14, atol=1e-300
+    )  # XLA flushes subnormals
 
 
 # --- Power laws -------------------------------------------------------------------------------
@@ -137,9 +143,13 @@ def test_grid_kernel_moments_exact_for_interpolant(w):
 def test_grid_kernel_norms_and_values():
     case = KERNELS["grid"]
     kernel = case.make()
-    assert float(kernel.sq_norm()) == pytest.approx(quad_half_line(lambda t: case.ref(t) ** 2, case.points), rel=RTOL, abs=0)
+    assert float(kernel.sq_norm()) == pytest.approx(
+        quad_half_line(lambda t: case.ref(t) ** 2, case.points), rel=RTOL, abs=0
+    )
     # the profile changes sign: l1_norm splits the crossing segments exactly
-    assert float(kernel.l1_norm()) == pytest.approx(quad_half_line(lambda t: abs(case.ref(t)), case.points), rel=RTOL, abs=0)
+    assert float(kernel.l1_norm()) == pytest.approx(
+        quad_half_line(lambda t: abs(case.ref(t)), case.points), rel=RTOL, abs=0
+    )
     t = np.array([0.0, 0.013, 1.0, 2.05, 11.99, 12.0, 12.5, 100.0])
     np.testing.assert_allclose(kernel(jnp.asarray(t)), [case.ref(s) for s in t], rtol=1e-14, atol=1e-15)
 
@@ -214,7 +224,9 @@ def test_inner_bump_bump_closed_form(b1, b2):
     k1, k2 = jaxmem.GaussianBump(*b1), jaxmem.GaussianBump(*b2)
     got = float(eqx.filter_jit(jaxmem.inner)(k1, k2))
     assert math.isfinite(got)
-    f = lambda t: b1[2] * b2[2] * math.exp(-((t - b1[0]) ** 2) / (2 * b1[1] ** 2) - (t - b2[0]) ** 2 / (2 * b2[1] ** 2))
+    f = lambda t: (
+        b1[2] * b2[2] * math.exp(-((t - b1[0]) ** 2) / (2 * b1[1] ** 2) - (t - b2[0]) ** 2 / (2 * b2[1] ** 2))
+    )
     # the product is a Gaussian centred at the precision-weighted mean of the lags
     p = 1 / b1[1] ** 2 + 1 / b2[1] ** 2
     centre, sd = (b1[0] / b1[1] ** 2 + b2[0] / b2[1] ** 2) / p, p**-0.5
@@ -222,7 +234,9 @@ def test_inner_bump_bump_closed_form(b1, b2):
     assert got == pytest.approx(ref, rel=RTOL, abs=1e-300)
 
 
-@pytest.mark.parametrize("other", ["powerlaw_0.25", "powerlaw_2_scale3", "bump_0.5", "bump_18", "airy", "grid"])
+@pytest.mark.parametrize(
+    "other", ["powerlaw_0.25", "powerlaw_2_scale3", "bump_0.5", "bump_18", "airy", "grid"]
+)
 def test_inner_expsum_closed_form(other):
     es, case = KERNELS["expsum"], KERNELS[other]
     k1, k2 = es.make(), case.make()
@@ -254,13 +268,27 @@ def test_inner_through_sums_and_scalings():
     f = lambda t: 2.0 * (math.exp(-0.5 * t) + math.exp(-((t - 3.0) ** 2) / 0.5))
     g = lambda t: math.exp(-((t - 3.0) ** 2) / 0.5)
     pts = [3.0 + 0.5 * k for k in range(-6, 7)] + [20.0]
-    assert float(jaxmem.inner(k, b)) == pytest.approx(quad_half_line(lambda t: f(t) * g(t), pts), rel=RTOL, abs=0)
-    assert float(jaxmem.inner(k, k)) == pytest.approx(quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL, abs=0)
+    assert float(jaxmem.inner(k, b)) == pytest.approx(
+        quad_half_line(lambda t: f(t) * g(t), pts), rel=RTOL, abs=0
+    )
+    assert float(jaxmem.inner(k, k)) == pytest.approx(
+        quad_half_line(lambda t: f(t) ** 2, pts), rel=RTOL, abs=0
+    )
 
 
 # --- laplace_moments: the derivative of b0 is -b1 ---------------------------------------------
 
-FD_KERNELS = ["expsum", "powerlaw_0.25", "powerlaw_1", "powerlaw_2.5_scale0.5", "bump_0.5", "bump_18", "airy", "grid", "canonical_sum"]
+FD_KERNELS = [
+    "expsum",
+    "powerlaw_0.25",
+    "powerlaw_1",
+    "powerlaw_2.5_scale0.5",
+    "bump_0.5",
+    "bump_18",
+    "airy",
+    "grid",
+    "canonical_sum",
+]
 
 
 @eqx.filter_jit
@@ -277,7 +305,10 @@ def test_laplace_moments_derivative_is_minus_b1(name):
     ws = np.array([0.3, 1.0, 4.0])
     # the closed-form b0, differentiated by central differences (independent of b1)
     h = 1e-4 * ws
-    fd = (np.asarray(_moments(kernel, jnp.asarray(ws + h))[0]) - np.asarray(_moments(kernel, jnp.asarray(ws - h))[0])) / (2 * h)
+    fd = (
+        np.asarray(_moments(kernel, jnp.asarray(ws + h))[0])
+        - np.asarray(_moments(kernel, jnp.asarray(ws - h))[0])
+    ) / (2 * h)
     b1, jac, vjp = (np.asarray(x) for x in _b0_derivatives(kernel, jnp.asarray(ws)))
     scale = np.maximum(np.abs(b1), 1e-6 * np.max(np.abs(b1)))
     assert np.all(np.abs(-fd - b1) <= 1e-6 * scale), (-fd, b1)

@@ -6,12 +6,11 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxmem
 import numpy as np
 import pytest
 import scipy.integrate as si
 import scipy.linalg as sla
-
-import jaxmem
 
 from .helpers import KERNELS, MODELS, central_difference, quad_half_line
 
@@ -33,7 +32,9 @@ def _reference_loss(model, target_cases):
         pts = sorted({*case.points, 1.0, 10.0, 40.0})
         f = lambda t: case.ref(t) - rho_hat(t)[j]
         total += quad_half_line(lambda t: f(t) ** 2, pts)
-        scale += quad_half_line(lambda t: case.ref(t) ** 2, pts) + quad_half_line(lambda t: rho_hat(t)[j] ** 2, pts)
+        scale += quad_half_line(lambda t: case.ref(t) ** 2, pts) + quad_half_line(
+            lambda t: rho_hat(t)[j] ** 2, pts
+        )
     return total, scale
 
 
@@ -88,7 +89,12 @@ def test_lyapunov_matches_scipy():
     W = np.asarray(jaxmem.LinearRNN.init(jax.random.key(5), 6).W)
     Q = np.random.default_rng(0).normal(size=(6, 6))
     Q = Q @ Q.T
-    np.testing.assert_allclose(jaxmem.lyapunov(jnp.asarray(W), jnp.asarray(Q)), sla.solve_continuous_lyapunov(W, -Q), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        jaxmem.lyapunov(jnp.asarray(W), jnp.asarray(Q)),
+        sla.solve_continuous_lyapunov(W, -Q),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 # --- Gradients --------------------------------------------------------------------------------
@@ -105,7 +111,9 @@ def test_lyapunov_matches_scipy():
 )
 def test_diagonal_gradient_matches_finite_differences(parameterization, target):
     kernel = KERNELS[target].make()
-    model = jaxmem.DiagonalRNN(jnp.array([0.9, -0.4, 0.25]), jnp.array([0.3, 1.1, 4.0]), parameterization=parameterization)
+    model = jaxmem.DiagonalRNN(
+        jnp.array([0.9, -0.4, 0.25]), jnp.array([0.3, 1.1, 4.0]), parameterization=parameterization
+    )
     loss, grad = _value_and_grad(model, kernel)
     assert np.isfinite(float(loss))
 
@@ -168,7 +176,14 @@ def test_dense_gradient_matches_finite_differences():
 
     def f(x):
         W, U, c = unpack(x)
-        return float(_loss(eqx.tree_at(lambda m: (m.W, m.U, m.c), model, (jnp.asarray(W), jnp.asarray(U), jnp.asarray(c))), kernel))
+        return float(
+            _loss(
+                eqx.tree_at(
+                    lambda m: (m.W, m.U, m.c), model, (jnp.asarray(W), jnp.asarray(U), jnp.asarray(c))
+                ),
+                kernel,
+            )
+        )
 
     fd = central_difference(f, np.concatenate([W0.ravel(), U0.ravel(), c0]), eps=1e-6)
     got = np.concatenate([np.asarray(grad.W).ravel(), np.asarray(grad.U).ravel(), np.asarray(grad.c)])
@@ -178,7 +193,9 @@ def test_dense_gradient_matches_finite_differences():
 @pytest.mark.parametrize("target", ["canonical_sum", "powerlaw_0.25"])
 def test_hessian_is_finite_and_matches_finite_differences(target):
     kernel = KERNELS[target].make()
-    model = jaxmem.DiagonalRNN(jnp.array([0.9, -0.4, 0.25]), jnp.array([0.3, 1.1, 4.0]), parameterization="softplus")
+    model = jaxmem.DiagonalRNN(
+        jnp.array([0.9, -0.4, 0.25]), jnp.array([0.3, 1.1, 4.0]), parameterization="softplus"
+    )
 
     def J(x):
         return jaxmem.white_noise_loss(model.with_params(x[:3], x[3:]), kernel)
@@ -189,7 +206,12 @@ def test_hessian_is_finite_and_matches_finite_differences(target):
     np.testing.assert_allclose(H, H.T, rtol=1e-10, atol=1e-12)
     grad = jax.jit(jax.grad(J))
     eps = 1e-5
-    fd = np.stack([(np.asarray(grad(x0.at[i].add(eps))) - np.asarray(grad(x0.at[i].add(-eps)))) / (2 * eps) for i in range(6)])
+    fd = np.stack(
+        [
+            (np.asarray(grad(x0.at[i].add(eps))) - np.asarray(grad(x0.at[i].add(-eps)))) / (2 * eps)
+            for i in range(6)
+        ]
+    )
     np.testing.assert_allclose(H, fd, rtol=1e-6, atol=1e-8)
 
 
@@ -225,7 +247,9 @@ def test_monte_carlo_converges_to_the_exact_loss():
     # with autocovariance C(τ) = Σ_ij c_i c_j e^{-λ_j τ}/(λ_i + λ_j) (δ = e^{-t/2} - e^{-t}),
     # so the time-average of e_t² over a window T_w has variance (4/T_w) ∫_0^∞ C(τ)² dτ.
     c, lam = np.array([1.0, -1.0]), np.array([0.5, 1.0])
-    C = lambda tau: float(np.sum(c[:, None] * c[None, :] * np.exp(-lam[None, :] * tau) / (lam[:, None] + lam[None, :])))
+    C = lambda tau: float(
+        np.sum(c[:, None] * c[None, :] * np.exp(-lam[None, :] * tau) / (lam[:, None] + lam[None, :]))
+    )
     assert C(0.0) == pytest.approx(exact, rel=1e-12, abs=0)
     integral = si.quad(lambda tau: C(tau) ** 2, 0.0, np.inf)[0]
     T = 24.0  # the kernel mass beyond the burn-in T/2 is e^{-12}: negligible

@@ -7,12 +7,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import jaxmem
 import numpy as np
 import pytest
 import scipy.integrate as si
 import scipy.linalg as sla
-
-import jaxmem
 
 from .helpers import MODELS, PARAMETERIZATIONS, quad_half_line, tree_allclose
 
@@ -36,10 +35,14 @@ def test_linear_kernel_matches_expm(name):
 def test_linear_kernel_of_a_rotation():
     # W = [[-1, θ], [-θ, -1]]: e^{W^T t} = e^{-t} R(θt), a closed form independent of expm.
     theta = 2.0
-    model = jaxmem.LinearRNN(jnp.array([[-1.0, theta], [-theta, -1.0]]), jnp.array([[1.0], [0.0]]), jnp.array([0.0, 1.0]))
+    model = jaxmem.LinearRNN(
+        jnp.array([[-1.0, theta], [-theta, -1.0]]), jnp.array([[1.0], [0.0]]), jnp.array([0.0, 1.0])
+    )
     t = TIMES
     # e^{W^T t} = e^{-t} [[cos, -sin], [sin, cos]](θt); applied to c = (0, 1), first component
-    np.testing.assert_allclose(model.kernel(jnp.asarray(t))[:, 0], -np.exp(-t) * np.sin(theta * t), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        model.kernel(jnp.asarray(t))[:, 0], -np.exp(-t) * np.sin(theta * t), rtol=1e-10, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
@@ -166,7 +169,9 @@ def _loss_and_grad(model, target):
 @pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
 def test_padded_model_is_the_same_model(parameterization):
     target = jaxmem.ExpSum([1.0], [0.5]) + jaxmem.GaussianBump(6.0, 0.5)
-    narrow = jaxmem.DiagonalRNN(jnp.array([0.8, -0.3, 0.2]), jnp.array([0.4, 1.1, 2.5]), parameterization=parameterization)
+    narrow = jaxmem.DiagonalRNN(
+        jnp.array([0.8, -0.3, 0.2]), jnp.array([0.4, 1.1, 2.5]), parameterization=parameterization
+    )
     wide = narrow.pad(7)
     assert wide.width == 7 and narrow.width == 3
     np.testing.assert_array_equal(wide.mask, [1, 1, 1, 0, 0, 0, 0])
@@ -208,9 +213,15 @@ def test_models_of_different_widths_batch_through_padding():
     models = [jaxmem.DiagonalRNN.init(jax.random.key(k), m) for k, m in enumerate((1, 3, 6))]
     wide = [m.pad(6) for m in models]
     stacked = jtu.tree_map(lambda *x: jnp.stack(x), *wide)
-    batched = eqx.filter_jit(eqx.filter_vmap(jaxmem.white_noise_loss, in_axes=(eqx.if_array(0), None)))(stacked, target)
+    batched = eqx.filter_jit(eqx.filter_vmap(jaxmem.white_noise_loss, in_axes=(eqx.if_array(0), None)))(
+        stacked, target
+    )
     # independent reference: ∫(ρ - ρ̂)² by quadrature for each narrow model
-    f = lambda t, m: math.exp(-((t - 5.0) ** 2) / 0.5) + math.exp(-t) - float(np.sum(np.asarray(m.a) * np.exp(-np.asarray(m.rates) * t)))
+    f = lambda t, m: (
+        math.exp(-((t - 5.0) ** 2) / 0.5)
+        + math.exp(-t)
+        - float(np.sum(np.asarray(m.a) * np.exp(-np.asarray(m.rates) * t)))
+    )
     pts = [5.0 + 0.5 * k for k in range(-8, 9)] + [20.0]
     single = [quad_half_line(lambda t: f(t, m) ** 2, pts) for m in models]
     np.testing.assert_allclose(batched, single, rtol=1e-10)
