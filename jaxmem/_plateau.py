@@ -113,7 +113,10 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
         from ._plots import plot_plateau_map
 
         w_min = 0.5
-        plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=w_min)
+        fig = plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=w_min)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
         store.update_manifest(
             fits=fits, versions=versions(), device=str(jax.devices()[0]),
             devices=[str(d) for d in jax.devices()], platform=platform.platform(),
