@@ -37,9 +37,10 @@ jax.config.update("jax_enable_x64", True)
 
 import diffrax
 import jax.numpy as jnp
-import jaxmem
 import numpy as np
 import scipy.integrate as si
+
+import jaxmem
 
 LAG, SIGMA, WIDTH, T_END = 18.0, 0.5, 10, 80.0
 TARGET_RTOL = 1e-8

@@ -21,7 +21,11 @@ from ._loss import (
     monte_carlo_loss as monte_carlo_loss,
     white_noise_loss as white_noise_loss,
 )
-from ._models import AbstractRNN as AbstractRNN, DiagonalRNN as DiagonalRNN, LinearRNN as LinearRNN
+from ._models import (
+    AbstractRNN as AbstractRNN,
+    DiagonalRNN as DiagonalRNN,
+    LinearRNN as LinearRNN,
+)
 from ._parameterization import (
     AbstractParameterization as AbstractParameterization,
     Best as Best,
@@ -34,14 +38,12 @@ try:
     __version__ = importlib.metadata.version("jaxmem")
 except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
     __version__ = "0+unknown"
-from ._presets import (
-    CANONICAL_LAGS as CANONICAL_LAGS,
-    LONG_LAGS as LONG_LAGS,
-    canonical_model as canonical_model,
-    plateau_target as plateau_target,
+from ._approx import (
+    Approximation as Approximation,
+    best_approximation as best_approximation,
+    error_map as error_map,
+    width_needed as width_needed,
 )
-from ._theory import ExpFit as ExpFit, fit_exponential as fit_exponential, plateau_bound as plateau_bound
-from ._train import TrainResult as TrainResult, make_optimizer as make_optimizer, train as train
 from ._flow import (
     FlowResult as FlowResult,
     HittingTimes as HittingTimes,
@@ -49,12 +51,26 @@ from ._flow import (
     gradient_flow as gradient_flow,
     hitting_times as hitting_times,
 )
-from ._store import RowStore as RowStore, StoreError as StoreError
-from ._sweep import config_key as config_key, plateau_grid as plateau_grid, plateau_sweep as plateau_sweep
-from ._approx import (
-    Approximation as Approximation,
-    best_approximation as best_approximation,
-    error_map as error_map,
-    width_needed as width_needed,
-)
 from ._kernels._damped import Damped as Damped
+from ._presets import (
+    CANONICAL_LAGS as CANONICAL_LAGS,
+    LONG_LAGS as LONG_LAGS,
+    canonical_model as canonical_model,
+    plateau_target as plateau_target,
+)
+from ._store import RowStore as RowStore, StoreError as StoreError
+from ._sweep import (
+    config_key as config_key,
+    plateau_grid as plateau_grid,
+    plateau_sweep as plateau_sweep,
+)
+from ._theory import (
+    ExpFit as ExpFit,
+    fit_exponential as fit_exponential,
+    plateau_bound as plateau_bound,
+)
+from ._train import (
+    TrainResult as TrainResult,
+    make_optimizer as make_optimizer,
+    train as train,
+)

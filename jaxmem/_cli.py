@@ -105,7 +105,14 @@ def _add_demo(sub):
 def _run_demo(args):
     import jax.numpy as jnp
 
-    from . import ExpSum, GaussianBump, PowerLaw, canonical_model, plateau_target, white_noise_loss
+    from . import (
+        ExpSum,
+        GaussianBump,
+        PowerLaw,
+        canonical_model,
+        plateau_target,
+        white_noise_loss,
+    )
 
     print("Kernels and their exact Laplace moments b0(w) at w = 0.5, and L2 norms:")
     for name, k in [("e^{-t/2}", ExpSum(jnp.ones(1), jnp.full(1, 0.5))),

@@ -57,6 +57,7 @@ def add_parser(subparsers):
 
 def _kernel_fn(kind):
     import jaxmem
+
     from ._kernels._damped import Damped
 
     if kind == "exp":
@@ -90,6 +91,7 @@ def run(args) -> int:
     import matplotlib.pyplot as plt
 
     import jaxmem
+
     from ._approx import STATUS, width_needed
 
     kind = args.kernel

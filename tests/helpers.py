@@ -8,10 +8,11 @@ from typing import NamedTuple
 
 import jax
 import jax.tree_util as jtu
-import jaxmem
 import numpy as np
 import scipy.integrate as si
 import scipy.special as sps
+
+import jaxmem
 
 
 def tree_allclose(x, y, *, rtol=1e-10, atol=1e-12):

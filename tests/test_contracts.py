@@ -11,9 +11,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import jaxmem
 import numpy as np
 import pytest
+
+import jaxmem
 
 from .helpers import KERNELS, MODELS, target_for, tree_allclose
 

@@ -3,9 +3,10 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jaxmem
 import numpy as np
 import pytest
+
+import jaxmem
 
 ONES = jnp.ones(2)
 TARGET = jaxmem.ExpSum([1.0], [1.0])

@@ -24,9 +24,9 @@ import pytest
 
 import jaxmem
 import jaxmem._flow as flow_mod
-from .flow_reference import initial_theta, loss as ref_loss, reference_flow
-
 from jaxmem._plateau import PlateauSettings, preset_settings
+
+from .flow_reference import initial_theta, loss as ref_loss, reference_flow
 
 RTOL_TAU = 1e-5
 # Where the reference stops (beyond every crossing of interest; the flow keeps descending).

@@ -5,10 +5,11 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jaxmem
 import numpy as np
 import pytest
 import scipy.special as sps
+
+import jaxmem
 
 from .helpers import KERNELS, central_difference, log_bump_moment, quad_half_line
 

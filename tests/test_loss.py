@@ -6,11 +6,12 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jaxmem
 import numpy as np
 import pytest
 import scipy.integrate as si
 import scipy.linalg as sla
+
+import jaxmem
 
 from .helpers import KERNELS, MODELS, central_difference, quad_half_line
 

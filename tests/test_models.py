@@ -7,11 +7,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import jaxmem
 import numpy as np
 import pytest
 import scipy.integrate as si
 import scipy.linalg as sla
+
+import jaxmem
 
 from .helpers import MODELS, PARAMETERIZATIONS, quad_half_line, tree_allclose
 

@@ -1,3 +1,13 @@
-from ._base import AbstractKernel as AbstractKernel, ScaledKernel as ScaledKernel, SumKernel as SumKernel, inner as inner, laplace_moments as laplace_moments
-from ._families import ExpSum as ExpSum, GaussianBump as GaussianBump, PowerLaw as PowerLaw
+from ._base import (
+    AbstractKernel as AbstractKernel,
+    ScaledKernel as ScaledKernel,
+    SumKernel as SumKernel,
+    inner as inner,
+    laplace_moments as laplace_moments,
+)
+from ._families import (
+    ExpSum as ExpSum,
+    GaussianBump as GaussianBump,
+    PowerLaw as PowerLaw,
+)
 from ._numeric import Airy as Airy, GridKernel as GridKernel, airy_ai as airy_ai
