@@ -7,12 +7,11 @@ import platform
 import time
 
 import jax
-import numpy as np
 
-from ._presets import CANONICAL_LAGS, QUICK_LAGS
+from ._presets import CANONICAL_LAGS, MIN_RATE, QUICK_LAGS
 from ._store import RowStore, StoreError
 from ._sweep import config_key, plateau_grid, plateau_sweep
-from ._theory import fit_exponential, plateau_bound
+from ._theory import fit_exponential
 
 COLUMNS = (
     "lag", "omega", "width", "seed", "optimizer", "lr", "momentum", "parameterization",
@@ -106,14 +105,13 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     )
     total = time.perf_counter() - t_start
     rows = (store.done_rows if store else new_rows)
-    fits = summarize(rows, settings)
+    fits = summarize(rows)
     if log is not None:
         log(format_fits(fits))
     if store is not None:
         from ._plots import plot_plateau_map
 
-        w_min = 0.5
-        fig = plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=w_min)
+        fig = plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=MIN_RATE)
         import matplotlib.pyplot as plt
 
         plt.close(fig)
@@ -132,26 +130,24 @@ def _solver_description(settings):
     return describe_default_solver(rtol=settings.rtol, atol=settings.atol)
 
 
-def summarize(rows, settings):
+def summarize(rows):
     """Fitted slopes of log τ against L per series (optimiser, parameterisation, width, lr),
-    over the seed-median τ at each lag, with the theory's w_l⁰ = 0.5."""
-    w_min = 0.5
+    over the seed-median τ at each lag, with the theory's w_l⁰ (`MIN_RATE`)."""
+    from ._plots import median_rows
+
+    series = {}
+    for r in median_rows(rows):
+        series.setdefault(r["series"], []).append(r)
     out = []
-    keys = sorted({(r["optimizer"], r["parameterization"], r["width"], r["lr"]) for r in rows}, key=str)
-    for opt, param, width, lr in keys:
-        rs = [r for r in rows if (r["optimizer"], r["parameterization"], r["width"]) == (opt, param, width)
-              and (r["lr"] == lr or (r["lr"] != r["lr"] and lr != lr))]
-        by_lag = {}
-        for r in rs:
-            by_lag.setdefault(r["lag"], []).append(r)
-        lags = sorted(by_lag)
-        rs = [dict(lag=L, tau_param=float(np.median([r["tau_param"] for r in by_lag[L]])),
-                   tau_loss=float(np.median([r["tau_loss"] for r in by_lag[L]]))) for L in lags]
-        lags = [r["lag"] for r in rs]
+    for rs in series.values():
+        rs.sort(key=lambda r: r["lag"])
+        first = rs[0]
         for col in ("tau_param", "tau_loss"):
-            fit = fit_exponential(lags, [r[col] for r in rs])
-            out.append(dict(optimizer=opt, parameterization=param, width=width, lr=lr, quantity=col, slope=fit.slope,
-                            intercept=fit.intercept, r2=fit.r2, n=fit.n, theory_slope=w_min))
+            fit = fit_exponential([r["lag"] for r in rs], [r[col] for r in rs])
+            out.append(dict(optimizer=first["optimizer"], parameterization=first["parameterization"],
+                            width=first["width"], lr=first["lr"], quantity=col, slope=fit.slope,
+                            intercept=fit.intercept, r2=fit.r2, n=fit.n, theory_slope=MIN_RATE))
+    out.sort(key=lambda f: (f["optimizer"], f["parameterization"], f["width"], str(f["lr"])))
     return out
 
 
@@ -179,4 +175,4 @@ def versions():
     return out
 
 
-__all__ = ["PlateauSettings", "preset_settings", "run_plateau", "plateau_bound"]
+__all__ = ["PlateauSettings", "preset_settings", "run_plateau", "summarize"]

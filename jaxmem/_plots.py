@@ -29,8 +29,8 @@ def series_key(row, several_widths=False):
     return label
 
 
-def _median_rows(rows):
-    """One row per (series, lag): the median over seeds."""
+def median_rows(rows):
+    """One row per (series, lag), with the median τ over seeds; `series` names the series."""
     several = len({r.get("width") for r in rows}) > 1
     groups = {}
     for r in rows:
@@ -54,7 +54,7 @@ def plot_plateau_map(rows, path=None, *, w_min=0.5, title=None):
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)
     series = {}
-    for r in _median_rows(rows):
+    for r in median_rows(rows):
         series.setdefault(r["series"], []).append(r)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, col, name in zip(axes, ("tau_param", "tau_loss"), ("τ₀: ‖θ−θ₀‖ > δ", "τ₀′: J(θ₀)−J > δ")):

@@ -10,6 +10,9 @@ from ._models import DiagonalRNN
 CANONICAL_LAGS = tuple(float(x) for x in np.arange(8, 19, 2))
 LONG_LAGS = tuple(float(x) for x in np.arange(8, 41, 2))
 QUICK_LAGS = (6.0, 8.0, 10.0, 12.0)
+#: The canonical initial rates span geomspace(MIN_RATE, MAX_RATE, m); MIN_RATE is the w_l⁰ of
+#: JMLR Thm 20, the slope the plateau map is compared with.
+MIN_RATE, MAX_RATE = 0.5, 4.0
 
 
 def plateau_target(lag, *, width=0.5, amplitude=1.0, base_rate=0.5):
@@ -25,7 +28,7 @@ def plateau_target(lag, *, width=0.5, amplitude=1.0, base_rate=0.5):
     return ExpSum(jnp.ones(1), jnp.full(1, base_rate)) + GaussianBump(lag, width, amplitude)
 
 
-def canonical_model(width: int = 10, *, parameterization="identity", min_rate=0.5, max_rate=4.0):
+def canonical_model(width: int = 10, *, parameterization="identity", min_rate=MIN_RATE, max_rate=MAX_RATE):
     """The canonical initial model: a = (1, 0, ..., 0), w = geomspace(min_rate, max_rate, width),
     so that its kernel is exactly e^{-min_rate t}, the short-memory part of `plateau_target`."""
     if not isinstance(width, (int, np.integer)) or width < 1:

@@ -23,7 +23,7 @@ from ._errors import unchecked
 from ._flow import default_solver, hitting_times_impl
 from ._models import DiagonalRNN
 from ._parameterization import get_parameterization
-from ._presets import plateau_target
+from ._presets import MAX_RATE, MIN_RATE, plateau_target
 from ._progress import Progress
 from ._train import OPTIMIZERS, train_impl
 
@@ -74,7 +74,7 @@ def initial_params(width, key, max_width, perturbation, dtype):
     width = jnp.asarray(width).astype(dtype)  # explicit: no implicit int/float promotion
     active = i < width
     denom = jnp.maximum(width - 1, 1)
-    w = jnp.where(active, 0.5 * 8.0 ** (i / denom), 1.0)
+    w = jnp.where(active, MIN_RATE * (MAX_RATE / MIN_RATE) ** (i / denom), 1.0)
     a = jnp.where(i == 0, 1.0, 0.0).astype(dtype)
     kw, ka = jr.split(key)
     w = jnp.where(active, w * jnp.exp(perturbation * jr.normal(kw, (max_width,), dtype)), w)
@@ -148,7 +148,7 @@ def _gather(tree):
 
 def predicted_log_tau(c):
     """Ordering key: log τ ≈ w_min·L on the plateau family (the Thm 20 exponent)."""
-    return 0.5 * c["lag"]
+    return MIN_RATE * c["lag"]
 
 
 def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, max_steps=None,
