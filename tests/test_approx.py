@@ -108,5 +108,7 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     lines = (tmp_path / "approx.csv").read_text().splitlines()
     assert lines[0].startswith("kernel,omega,width,norm,min_rate,rates_mode,error")
-    assert len(lines) == 1 + 2 * 2 * 2  # params x widths x (floor, free)
+    parts = [line.split(",")[lines[0].split(",").index("part")] for line in lines[1:]]
+    assert parts.count("map") == 2 * 2 * 2  # params x widths x (floor, free)
+    assert set(parts) == {"map", "search"}  # the width search's fits are rows too
     assert "width needed" in capsys.readouterr().out
