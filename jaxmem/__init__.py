@@ -58,6 +58,7 @@ from ._presets import (
     canonical_model as canonical_model,
     plateau_target as plateau_target,
 )
+from ._rosenbrock import Rodas4 as Rodas4
 from ._store import RowStore as RowStore, StoreError as StoreError
 from ._sweep import (
     config_key as config_key,

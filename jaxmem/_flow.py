@@ -1,25 +1,25 @@
 """The gradient flow of training, dθ/dτ = −∇J(θ), and its plateau hitting times.
 
 Numerics (DESIGN §1.4, issue 3). The flow is stiff: fast modes relax in O(1) time while the
-plateau lasts e^{cL}. Kvaerno5 (L-stable ESDIRK) in plain training time τ crosses plateaus of
-length 1e8 in a few hundred steps, *provided* its stage equations are solved with a Chord
-iteration with Cauchy termination (`optx.Chord`), not diffrax's default `VeryChord`:
+plateau lasts e^{cL}. The default solver is `Rodas4` (`_rosenbrock.py`), a linearly implicit
+L-stable Rosenbrock method in plain training time τ with the exact Jacobian (the Hessian of J)
+once per step: it crosses plateaus of length 1e8 in a few hundred to a thousand steps, with no
+nonlinear stage iteration at all.
 
-- Kvaerno5 solves its stages for the slope f, whose size on the plateau is the gradient,
-  ~e^{-w L} (2.6e-9 at L = 40). `VeryChord` inherits the step controller's atol (meant for θ),
-  so it stops with a 4% error in f; the step-size controller then sees h·Δf > atol and
-  collapses the steps from ~1e5 to ~0.1: the solver "stalls" past L ≈ 36.
-- Tightening VeryChord does not help: the gradient is a difference of O(1) terms
-  (Ga − b₀) with ~1e-16 rounding noise, and VeryChord's divergence test (contraction rate > 2)
-  fires on that noise. `optx.Chord`'s Cauchy test has no divergence test, and with the exact
-  Jacobian it converges in 1-2 iterations on this nearly linear problem.
-- Changes of time (s = log τ, or arc length ds = ‖∇J‖dτ) were tried and fail worse: they do not
-  remove the stiffness and they amplify the rounding noise (scratch study, issue 3 note).
+History (why not an implicit Runge-Kutta method): Kvaerno5 also crosses the plateaus, but only
+with its stage equations solved by `optx.Chord` (Cauchy termination), not diffrax's default
+`VeryChord`, which inherits the step controller's atol (meant for θ) as its tolerance on the
+stage slope f, ~e^{-wL} on a plateau (2.6e-9 at L = 40); it stops with a 4% error in f and the
+controller then collapses the steps from ~1e5 to ~0.1 (a stall past L ≈ 36). Tightening it trips
+its divergence test on the ~1e-16 rounding noise of Ga − b₀. Even with Chord, the stage solves
+made a step ~4× the cost of a Rodas4 step under `jax.vmap` (the batch iterates until its slowest
+member converges), for ~2.5× fewer steps; `kvaerno5_chord()` keeps that solver available.
+Changes of time (s = log τ, arc length) were tried and fail: they do not remove the stiffness
+and they amplify the rounding noise.
 
-Hitting times are roots of event functions (diffrax.Event with a Newton root finder on the
-dense output), found one after another in a `lax.scan` over solve segments, so that each is
-located exactly whichever comes first. Verified against scipy's Radau at rtol 1e-10:
-relative agreement ~1e-7 or better for L = 8..24 (tests/test_flow.py).
+Hitting times are roots of event functions, located by bisection on the dense output, one after
+another in a `lax.scan` over solve segments, so that each is located exactly whichever comes
+first. Verified against scipy's Radau at rtol 1e-10 (tests/test_flow.py).
 """
 
 import diffrax
@@ -32,7 +32,8 @@ from jaxtyping import Array, Bool, Float, Int
 from ._errors import check, show, warn_if_not_x64
 from ._kernels import AbstractKernel
 from ._models import DiagonalRNN
-from ._train import loss_and_grad, param_distance
+from ._rosenbrock import JacobianODETerm, Rodas4
+from ._train import loss_and_grad, loss_hessian, param_distance
 
 _DEFAULT_RTOL = 1e-8
 # The events of a segment are combined into one scalar condition (the largest of the pending
@@ -49,15 +50,21 @@ _COND_SCALE = 1e-4
 _DEFAULT_ATOL = 1e-10
 
 
-def default_solver(*, chord_rtol: float = 1e-6, chord_atol: float = 1e-12) -> diffrax.AbstractSolver:
-    """Kvaerno5 with a Chord (Cauchy-terminated) stage solver: the setting that crosses
-    plateaus of any length (see the module docstring for why not diffrax's default)."""
+def default_solver() -> diffrax.AbstractSolver:
+    """The solver of the gradient flow: `jaxmem.Rodas4` (Rosenbrock, order 4, L-stable, exact
+    Jacobian), which crosses plateaus of any length (see the module docstring)."""
+    return Rodas4()
+
+
+def kvaerno5_chord(*, chord_rtol: float = 1e-6, chord_atol: float = 1e-12) -> diffrax.AbstractSolver:
+    """Kvaerno5 with a Chord (Cauchy-terminated) stage solver: the implicit Runge-Kutta setting
+    that also crosses plateaus (diffrax's default `VeryChord` stalls); slower than Rodas4."""
     return diffrax.Kvaerno5(root_finder=optx.Chord(rtol=chord_rtol, atol=chord_atol))
 
 
 def describe_default_solver(rtol=_DEFAULT_RTOL, atol=_DEFAULT_ATOL) -> dict:
     return dict(
-        solver="diffrax.Kvaerno5, stage equations by optimistix.Chord(rtol=1e-6, atol=1e-12)",
+        solver="jaxmem.Rodas4 (Rosenbrock RODAS, order 4(3), exact Jacobian) in diffrax",
         time="training time tau",
         stepsize_controller=f"PIDController(rtol={rtol:g}, atol={atol:g})",
         events="one diffrax.Event per segment (max of the pending conditions, each scaled by its delta), optimistix.Bisection(rtol=1e-10, atol=1e-9) on the dense output, |condition| < 1e-5 delta",
@@ -77,6 +84,16 @@ def _vector_field(model, target):
         return -jnp.concatenate([ga, gv])
 
     return field
+
+
+def _term(model, target):
+    """The flow's vector field with its Jacobian, −Hessian of J, in closed form."""
+
+    def jacobian(t, y, args):
+        a, v = _split(model, y)
+        return -loss_hessian(model, target, a, v)
+
+    return JacobianODETerm(_vector_field(model, target), jacobian)
 
 
 def _loss(model, target, y):
@@ -147,7 +164,7 @@ def gradient_flow(
 def _gradient_flow(model, target, t1, saveat, solver, rtol, atol, max_steps):
     y0 = jnp.concatenate([model.a, model.v])
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_vector_field(model, target)), solver, 0.0, t1, 1e-3, y0,
+        _term(model, target), solver, 0.0, t1, 1e-3, y0,
         saveat=diffrax.SaveAt(ts=saveat),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps, throw=False,
@@ -234,7 +251,7 @@ def hitting_times_impl(model, target, delta_param, delta_loss, t1, horizon_facto
     w0 = model.rates
     y0 = jnp.concatenate([a0, v0])
     J0 = _loss(model, target, y0)
-    term = diffrax.ODETerm(_vector_field(model, target))
+    term = _term(model, target)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
 
     def conditions(t, y, horizon):

@@ -28,6 +28,25 @@ def diagonal_terms(a, w, target: AbstractKernel):
     return J, 2 * (Ga - b0), -2 * a * ((G * G) @ a - b1)
 
 
+def diagonal_hessian(a, w, target: AbstractKernel):
+    r"""The Hessian of `diagonal_terms`' $J$ in $(a, w)$, a $2m \times 2m$ matrix, in closed form:
+
+    $H_{aa} = 2G$, $H_{aw} = -2\,\mathrm{diag}((G^{\circ2})a - b_1) - 2G^{\circ2}\mathrm{diag}(a)$,
+    $H_{ww} = 4\,\mathrm{diag}(a \circ (G^{\circ3})a) + 4(aa^\top)\circ G^{\circ3} - 2\,\mathrm{diag}(a \circ b_2)$,
+
+    with $b_2 = -b_1'$ elementwise (one forward-mode derivative of the kernel's `laplace_t`,
+    which is elementwise in $w$, instead of a $2m$-column `jacfwd` of the gradient).
+    """
+    G = 1.0 / (w[:, None] + w[None, :])
+    G2 = G * G
+    G3 = G2 * G
+    b1, db1 = jax.jvp(target.laplace_t, (w,), (jnp.ones_like(w),))
+    h_aa = 2 * G
+    h_aw = -2 * jnp.diag(G2 @ a - b1) - 2 * G2 * a[None, :]
+    h_ww = 4 * jnp.diag(a * (G3 @ a)) + 4 * jnp.outer(a, a) * G3 + 2 * jnp.diag(a * db1)
+    return jnp.block([[h_aa, h_aw], [h_aw.T, h_ww]])
+
+
 def white_noise_loss(model: AbstractRNN, target, *, quadrature_nodes: int = 20) -> Float[Array, ""]:
     r"""The population risk under white-noise input, $J = \int_0^\infty|\rho(t) - \hat\rho(t)|^2dt$.
 

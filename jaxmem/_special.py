@@ -8,11 +8,13 @@ import math
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
+from equinox import internal as eqxi
 
 _CF_DEPTH = 120
 # A Python float, not a jnp array: a module-level jnp constant is created in float32 when
 # jaxmem is imported before x64 is switched on, and would cap every result at ~1e-8.
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
 
 
 def scaled_expn(nu, z):
@@ -82,30 +84,46 @@ def _exp1_small(z):
     return acc - _EULER_GAMMA - jnp.log(z)
 
 
+def _guarded(pred, fn, x):
+    """`fn(x)` where `pred` holds, computed only when some element needs it.
+
+    `jnp.where(pred, fn(x), ...)` evaluates `fn` everywhere; these tails (continued fractions,
+    ~100 divisions per element) are needed only for arguments far out, which the training
+    flows of jaxmem rarely meet. The predicate is reduced over the whole batch
+    (`unvmap_any`), so under `jax.vmap` the branch still runs once for all members when any
+    member needs it, and costs nothing otherwise.
+    """
+    return jax.lax.cond(eqxi.unvmap_any(jnp.any(pred)), fn, jnp.zeros_like, x)
+
+
 def log_gauss_tail_moment(r):
     r"""$\log(\varphi(r) + r\,\Phi(r))$, i.e. $\log\int_{-\infty}^r \Phi(x)\,dx$.
 
-    For $r < -3$ the difference cancels badly; there it is $\varphi(r)\,(1 - xR(x))$ with
-    $x = -r$ and $1 - xR(x) = R(x)\,K(x)$, both from Laplace's continued fraction for the Mills
-    ratio $R$, evaluated backwards at a fixed depth.
+    For $r \geq -3$ directly, with $\Phi(r) = \tfrac12\mathrm{erfc}(-r/\sqrt2)$. For $r < -3$ the
+    difference cancels badly; there it is $\varphi(r)\,(1 - xR(x))$ with $x = -r$ and
+    $1 - xR(x) = R(x)\,K(x)$, both from Laplace's continued fraction for the Mills ratio $R$,
+    evaluated backwards at a fixed depth (only when some argument needs it).
     """
     r = jnp.asarray(r, dtype=jnp.result_type(r, float))
     neg = r < -3.0
     rd = jnp.where(neg, 0.0, r)
-    direct = jnp.log(jnp.exp(-0.5 * rd**2 - _LOG_SQRT_2PI) + rd * jss.ndtr(rd))
-    x = jnp.where(neg, -r, 3.0)
-    # 1 - xR = R * K_1 (see _mills_ratio).
-    mills, kk = _mills_ratio(x, 64)
-    tail = -0.5 * x**2 - _LOG_SQRT_2PI + jnp.log(mills) + jnp.log(kk)
-    return jnp.where(neg, tail, direct)
+    direct = jnp.log(jnp.exp(-0.5 * rd**2 - _LOG_SQRT_2PI) + rd * (0.5 * jss.erfc(-rd * _SQRT_HALF)))
+
+    def tail(r):
+        x = jnp.where(neg, -r, 3.0)
+        # 1 - xR = R * K_1 (see _mills_ratio).
+        mills, kk = _mills_ratio(x, 64)
+        return -0.5 * x**2 - _LOG_SQRT_2PI + jnp.log(mills) + jnp.log(kk)
+
+    return jnp.where(neg, _guarded(neg, tail, r), direct)
 
 
 def _mills_ratio(x, depth):
     """Mills ratio R(x) = (1 - Φ(x))/φ(x) and K_1(x) by Laplace's continued fraction.
 
     Evaluated backwards at a fixed depth: 30 terms reach 1e-17 for x >= 5, 60 for x >= 3.
-    Unrolled in Python on purpose: the loop fuses into one elementwise kernel, which is what
-    the training loops evaluate at every step (a rolled loop is one launch per term on GPU).
+    Unrolled in Python on purpose: the loop fuses into one elementwise kernel (a rolled loop
+    is one launch per term on GPU).
     """
     # K_k = k / (x + K_{k+1}); R = 1/(x + K_1).
     kk = jnp.zeros_like(x)
@@ -117,16 +135,25 @@ def _mills_ratio(x, depth):
 def log_ndtr(r):
     r"""$\log\Phi(r)$, accurate to ~1e-15 relative in $\Phi$ for every $r$.
 
-    `jax.scipy.special.log_ndtr` loses up to ~4e-9 (relative, in $\Phi$) around $r \approx -20$,
-    where its asymptotic series starts; below $r = -5$ this uses $\log\varphi(x) + \log R(x)$,
-    $x = -r$, with the Mills ratio from Laplace's continued fraction instead.
+    With $e = \tfrac12\mathrm{erfc}(|r|/\sqrt2)$: $\log(1 - e)$ by `log1p` for $r \geq 0$ and
+    $\log e$ for $-5 \leq r < 0$. Below $r = -5$ it is $\log\varphi(x) + \log R(x)$, $x = -r$,
+    with the Mills ratio from Laplace's continued fraction (computed only when some argument
+    needs it). Not `jax.scipy.special.log_ndtr`: that loses up to ~4e-9 (relative, in $\Phi$)
+    around $r \approx -20$, where its asymptotic series starts.
     """
     r = jnp.asarray(r, dtype=jnp.result_type(r, float))
     neg = r < -5.0
-    x = jnp.where(neg, -r, 5.0)
-    mills, _ = _mills_ratio(x, 40)
-    tail = -0.5 * x**2 - _LOG_SQRT_2PI + jnp.log(mills)
-    return jnp.where(neg, tail, jss.log_ndtr(jnp.where(neg, 0.0, r)))
+    rd = jnp.where(neg, 0.0, r)
+    e = 0.5 * jss.erfc(jnp.abs(rd) * _SQRT_HALF)
+    # The inner where keeps log's gradient finite where erfc underflows (r > 38, log1p branch).
+    direct = jnp.where(rd >= 0, jnp.log1p(-e), jnp.log(jnp.where(rd >= 0, 0.5, e)))
+
+    def tail(r):
+        x = jnp.where(neg, -r, 5.0)
+        mills, _ = _mills_ratio(x, 40)
+        return -0.5 * x**2 - _LOG_SQRT_2PI + jnp.log(mills)
+
+    return jnp.where(neg, _guarded(neg, tail, r), direct)
 
 
 def exp_moments_unit(x):

@@ -126,7 +126,15 @@ TRACE_COUNT = {"n": 0}
 @eqx.filter_jit
 def _run_batch(batch: _Batch, lags, widths, keys, lrs, moms):
     TRACE_COUNT["n"] += 1
-    return jax.vmap(batch.one)(lags, widths, keys, lrs, moms)
+    # shard_map, not a sharded vmap: each device runs the adaptive loops of its own shard and
+    # stops when its slowest member does. Under GSPMD the batched loop predicate ("any member
+    # still running") would be an all-reduce across devices at every solver step, and every
+    # device would run until the slowest member of the whole batch finished.
+    per_device = jax.shard_map(
+        jax.vmap(batch.one), mesh=_mesh(), in_specs=PartitionSpec("batch"), out_specs=PartitionSpec("batch"),
+        check_vma=False,
+    )
+    return per_device(lags, widths, keys, lrs, moms)
 
 
 def _mesh():

@@ -8,7 +8,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._errors import check, show, warn_if_not_x64
 from ._kernels import AbstractKernel
-from ._loss import diagonal_terms
+from ._loss import diagonal_hessian, diagonal_terms
 from ._models import DiagonalRNN
 
 OPTIMIZERS = ("gd", "momentum", "adam")
@@ -34,6 +34,26 @@ def loss_and_grad(model: DiagonalRNN, target: AbstractKernel, a, v):
     J, ga, gw = diagonal_terms(jnp.where(active, a, 0.0), w, target)
     dw_dv = jax.vmap(jax.grad(model.parameterization))(v)
     return J, jnp.where(active, ga, 0.0), jnp.where(active, gw * dw_dv, 0.0)
+
+
+def loss_hessian(model: DiagonalRNN, target: AbstractKernel, a, v):
+    """The Hessian of the exact loss in the stored parameters `(a, v)`, a 2m × 2m matrix (the
+    Jacobian of `loss_and_grad`'s gradient; rows and columns of masked modes are zero)."""
+    active = model.active
+    p = model.parameterization
+    w = jnp.where(active, p(v), 1.0)
+    a_eff = jnp.where(active, a, 0.0)
+    _, _, gw = diagonal_terms(a_eff, w, target)
+    h = diagonal_hessian(a_eff, w, target)
+    dw, d2w = jax.vmap(jax.value_and_grad(jax.grad(p)))(v)
+    m = a.shape[0]
+    # Chain rule through w = p(v): scale the w rows/columns by p'(v), add gw p''(v) on the
+    # v-v diagonal.
+    scale = jnp.concatenate([jnp.ones_like(dw), dw])
+    h = h * scale[:, None] * scale[None, :]
+    h = h.at[m:, m:].add(jnp.diag(gw * d2w))
+    keep = jnp.concatenate([active, active])
+    return jnp.where(keep[:, None] & keep[None, :], h, 0.0)
 
 
 def param_distance(model: DiagonalRNN, a, v, a0, w0):

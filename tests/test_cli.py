@@ -81,7 +81,7 @@ def test_quick_preset_end_to_end(quick_run):
     assert manifest["settings"]["preset"] == "quick"
     assert list(manifest["settings"]["lags"]) == list(lags)
     assert manifest["versions"]["jax"] == jax.__version__
-    assert "Kvaerno5" in manifest["solver"]["solver"] and manifest["solver"]["dtype"] == "float64"
+    assert "Rodas4" in manifest["solver"]["solver"] and manifest["solver"]["dtype"] == "float64"
     assert manifest["timings"]["this_run_s"] > 0
     assert {f["optimizer"] for f in manifest["fits"]} == {"flow", "gd", "adam"}
 

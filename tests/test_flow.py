@@ -203,8 +203,10 @@ def test_vmap_over_lags_matches_per_lag(model):
     )(lags)
     for i, L in enumerate(np.asarray(lags)):
         h = _ht(model, L, delta_loss=0.01)
+        # Not bit for bit: batched and single linear algebra round differently, and the event
+        # bisection stops at |Δτ| < 1e-9 + 1e-10·τ (4.6e-9 relative seen at L = 8, τ₀ ≈ 0.15).
         for name in ("tau_param", "tau_loss", "horizon", "loss0"):
-            np.testing.assert_allclose(float(getattr(batched, name)[i]), float(getattr(h, name)), rtol=1e-9)
+            np.testing.assert_allclose(float(getattr(batched, name)[i]), float(getattr(h, name)), rtol=1e-7)
         assert bool(batched.reached_loss[i]) == bool(h.reached_loss)
 
 
