@@ -21,10 +21,11 @@ Reports
   step efficiency Σ steps / Σ_batches (B · max steps in the batch), the fraction of a vmapped
   batch's step work that is not padding behind its slowest member.
 
-On the CPU platform the host is split into one XLA device per core (`--host-devices`, default
-`os.cpu_count()`), so the sweep's batch is sharded over all cores; the loop runs each problem
-on one device (a single problem's chain of small kernels cannot use a second core).
-`--host-devices 1` measures the sweep on one device.
+On CPU the sweep runs on the one default host device. Splitting the host into one XLA device
+per core (`XLA_FLAGS=--xla_force_host_platform_device_count=2`) does not work for the flow:
+with jax 0.10, two CPU devices running programs with LAPACK LU calls (`lu_factor`, which the
+Rodas4 steps make) concurrently hang — whether under `shard_map`, GSPMD or two host threads —
+while the same programs without LU run concurrently at 2× (see benchmarks/RESULTS.md).
 
 Goals: sweep ≥ 3× the loop on 2 CPU cores; the 512-problem sweep under 1 GiB host memory;
 on one GPU ≥ 10,000 hitting-time problems per minute.
@@ -45,27 +46,7 @@ import resource
 import sys
 import time
 
-
-def _host_devices(argv):
-    """`--host-devices N` must act before jax is imported: on the CPU platform it splits the
-    host into N XLA devices (default: one per core), over which the sweep shards its batches
-    (each device runs its shard's loops on its own thread). A single problem cannot use more
-    than one core; ignored on GPU/TPU, where jax.devices() are the accelerators."""
-    n = os.cpu_count() or 1
-    for i, a in enumerate(argv):
-        if a == "--host-devices" and i + 1 < len(argv):
-            n = int(argv[i + 1])
-        elif a.startswith("--host-devices="):
-            n = int(a.split("=", 1)[1])
-    flags = os.environ.get("XLA_FLAGS", "")
-    if n > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
-    return n
-
-
-_HOST_DEVICES = _host_devices(sys.argv[1:])
-
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)
 
@@ -143,8 +124,6 @@ def main(argv=None):
     p.add_argument("--loop-sample", type=int, default=64, help="configurations timed in the Python loop")
     p.add_argument("--no-shuffled", action="store_true", help="skip the shuffled-order sweep")
     p.add_argument("--json", help="write every number to this JSON file")
-    p.add_argument("--host-devices", type=int, default=_HOST_DEVICES,
-                   help="CPU platform only: XLA host devices the sweep shards over (default: one per core)")
     args = p.parse_args(argv)
     if args.scale < 1 or args.batch_size < 1 or args.loop_sample < 2:
         p.error("--scale and --batch-size must be >= 1, --loop-sample >= 2")

@@ -86,8 +86,12 @@ def _vector_field(model, target):
     return field
 
 
-def _term(model, target):
-    """The flow's vector field with its Jacobian, −Hessian of J, in closed form."""
+def _term(model, target, solver=None):
+    """The flow's vector field; for `Rodas4` (the default) with its Jacobian, −Hessian of J, in
+    closed form. Other solvers get a plain `ODETerm` (diffrax's implicit Runge-Kutta methods
+    take their own Jacobians and reject a term with extra fields)."""
+    if solver is not None and not isinstance(solver, Rodas4):
+        return diffrax.ODETerm(_vector_field(model, target))
 
     def jacobian(t, y, args):
         a, v = _split(model, y)
@@ -164,7 +168,7 @@ def gradient_flow(
 def _gradient_flow(model, target, t1, saveat, solver, rtol, atol, max_steps):
     y0 = jnp.concatenate([model.a, model.v])
     sol = diffrax.diffeqsolve(
-        _term(model, target), solver, 0.0, t1, 1e-3, y0,
+        _term(model, target, solver), solver, 0.0, t1, 1e-3, y0,
         saveat=diffrax.SaveAt(ts=saveat),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps, throw=False,
@@ -251,7 +255,7 @@ def hitting_times_impl(model, target, delta_param, delta_loss, t1, horizon_facto
     w0 = model.rates
     y0 = jnp.concatenate([a0, v0])
     J0 = _loss(model, target, y0)
-    term = _term(model, target)
+    term = _term(model, target, solver)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
 
     def conditions(t, y, horizon):

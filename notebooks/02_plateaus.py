@@ -35,7 +35,7 @@
 #
 # satisfy (JMLR Thm 20) $\tau_0' \ge \tau_0 \gtrsim \omega^2 e^{w_l^0/\omega}\min\{\delta/\sqrt m, \ln(1+\delta)\}$
 # with $w_l^0 = 0.5$ the smallest initial rate: **the plateau is exponentially long in the memory
-# $1/\omega$**. This notebook measures it: the flow with Diffrax (Kvaerno5, hitting times as
+# $1/\omega$**. This notebook measures it: the flow with Diffrax (Rodas4, hitting times as
 # event roots), and gradient descent, heavy-ball momentum and Adam with optax on the same exact loss.
 #
 # **Settings.** `QUICK = True` (the default; `JAXMEM_QUICK=0` turns it off) runs in about a minute

@@ -4,14 +4,14 @@ References are independent of jaxmem: `flow_reference.py` integrates the same cl
 gradient, written in numpy (bump moments in log space with `log_ndtr`, Hessian by hand), with
 scipy's Radau (rtol 1e-10, atol 1e-14) and scipy's own `events` for the crossings.
 
-Measured agreement of `jaxmem.hitting_times` (defaults: Kvaerno5 + Chord, rtol 1e-8,
-bisection on the events) with that reference, relative:
-  L =  8: τ₀ 2.5e-8, τ₀′(0.05) 5.5e-8, τ₀′(0.01) 1.7e-8
-  L = 12: τ₀ 9.2e-8, τ₀′(0.05) 3.2e-9, τ₀′(0.01) 1.4e-8
-  L = 16: τ₀ 6.1e-8, τ₀′(0.05) 4.7e-9, τ₀′(0.01) 7.2e-10
-  L = 20: τ₀ 2.0e-7, τ₀′(0.01) 4.4e-9 (τ₀′(0.05) not reached by either)
-the tests assert 1e-5. Compilation of the flow is ~25 s per configuration on 2 CPU cores; the
-default (non-slow) part of this file shares one compilation of `hitting_times` and one of
+Measured agreement of `jaxmem.hitting_times` (defaults: Rodas4 with the closed-form Hessian,
+rtol 1e-8, bisection on the events) with that reference, relative:
+  L =  8: τ₀ 5.6e-11, τ₀′(0.05) 8.6e-10, τ₀′(0.01) 3.9e-9
+  L = 12: τ₀ 3.1e-9,  τ₀′(0.05) 5.4e-10, τ₀′(0.01) 4.0e-11
+  L = 16: τ₀ 6.3e-10, τ₀′(0.05) 1.6e-10, τ₀′(0.01) 1.1e-10
+  L = 20: τ₀ 1.1e-9,  τ₀′(0.01) 1.1e-10 (τ₀′(0.05) not reached by either)
+(Kvaerno5 + Chord, the previous default, agreed to 2e-7.) The tests assert 1e-5. Compiling the
+flow takes ~10 s per configuration on 2 CPU cores; the default (non-slow) part of this file shares one compilation of `hitting_times` and one of
 `gradient_flow`.
 """
 
