@@ -23,9 +23,9 @@ Reports
 
 On CPU the sweep runs on the one default host device. Splitting the host into one XLA device
 per core (`XLA_FLAGS=--xla_force_host_platform_device_count=2`) does not work for the flow:
-with jax 0.10, two CPU devices running programs with LAPACK LU calls (`lu_factor`, which the
-Rodas4 steps make) concurrently hang — whether under `shard_map`, GSPMD or two host threads —
-while the same programs without LU run concurrently at 2× (see benchmarks/RESULTS.md).
+with jax 0.10, two CPU devices running the flow's program (Rodas4's LAPACK LU together with
+the moments' exp/erfc) concurrently hang — under `shard_map`, GSPMD or two host threads — while
+Tsit5 on the same vector field runs concurrently at 2× (see benchmarks/RESULTS.md).
 
 Goals: sweep ≥ 3× the loop on 2 CPU cores; the 512-problem sweep under 1 GiB host memory;
 on one GPU ≥ 10,000 hitting-time problems per minute.

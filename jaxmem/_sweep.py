@@ -11,6 +11,7 @@ members (a vmapped solve runs until its slowest member finishes).
 import itertools
 import math
 import time
+import warnings
 
 import equinox as eqx
 import jax
@@ -124,21 +125,35 @@ TRACE_COUNT = {"n": 0}
 
 
 @eqx.filter_jit
-def _run_batch(batch: _Batch, lags, widths, keys, lrs, moms):
+def _run_batch(batch: _Batch, mesh: Mesh, lags, widths, keys, lrs, moms):
     TRACE_COUNT["n"] += 1
     # shard_map, not a sharded vmap: each device runs the adaptive loops of its own shard and
     # stops when its slowest member does. Under GSPMD the batched loop predicate ("any member
     # still running") would be an all-reduce across devices at every solver step, and every
     # device would run until the slowest member of the whole batch finished.
     per_device = jax.shard_map(
-        jax.vmap(batch.one), mesh=_mesh(), in_specs=PartitionSpec("batch"), out_specs=PartitionSpec("batch"),
+        jax.vmap(batch.one), mesh=mesh, in_specs=PartitionSpec("batch"), out_specs=PartitionSpec("batch"),
         check_vma=False,
     )
     return per_device(lags, widths, keys, lrs, moms)
 
 
-def _mesh():
-    return Mesh(np.array(jax.devices()), ("batch",))
+def _mesh(devices=None):
+    return Mesh(np.array(jax.devices() if devices is None else devices), ("batch",))
+
+
+def _flow_devices(devices):
+    """The devices a flow batch may use. Several XLA:CPU host devices running the flow's
+    program concurrently hang with jax 0.10 (Rodas4's LAPACK LU with the moments' exp/erfc;
+    benchmarks/RESULTS.md), so on a single-process CPU platform flow batches use one device."""
+    if devices[0].platform == "cpu" and len(devices) > 1 and jax.process_count() == 1:
+        warnings.warn(
+            f"plateau_sweep: {len(devices)} CPU devices found; flow batches run on one of them "
+            "(concurrent XLA:CPU devices hang on the flow's program with LAPACK LU calls). "
+            "The other optimisers use all of them.", RuntimeWarning, stacklevel=3,
+        )
+        return devices[:1]
+    return devices
 
 
 def _put(x, sharding):
@@ -199,7 +214,8 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
                    for g in {(c["optimizer"], c["parameterization"]) for c in todo}), default=1)
     bs = max(1, min(int(batch_size), largest))
     bs = ndev * math.ceil(bs / ndev)
-    sharding = NamedSharding(_mesh(), PartitionSpec("batch"))
+    devices = jax.devices()
+    flow_devices = _flow_devices(devices) if any(c["optimizer"] == "flow" for c in todo) else devices
     max_width = max((c["width"] for c in configs), default=1)
     dtype = jnp.zeros(()).dtype
     groups = {}
@@ -213,6 +229,8 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
             steps = (max_steps or 8192) if kind == "flow" else int(train_max_steps)
             batch = _Batch(kind, get_parameterization(pname), max_width, steps, float(perturbation),
                            float(delta_param), float(delta_loss), float(rtol), float(atol))
+            mesh = _mesh(flow_devices if kind == "flow" else devices)
+            sharding = NamedSharding(mesh, PartitionSpec("batch"))
             for start in range(0, len(group), bs):
                 chunk = group[start : start + bs]
                 padded = chunk + [chunk[-1]] * (bs - len(chunk))
@@ -226,7 +244,7 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
                 ]
                 t0 = time.perf_counter()
                 inputs = [_put(x, sharding) for x in arrays]
-                out = _gather(_run_batch(batch, *inputs))
+                out = _gather(_run_batch(batch, mesh, *inputs))
                 wall = time.perf_counter() - t0
                 new = []
                 for i, c in enumerate(chunk):

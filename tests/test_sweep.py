@@ -184,12 +184,12 @@ from jaxmem import _sweep
 
 grid_kw, sweep_kw = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 lags = grid_kw.pop("lags")
-grid = jaxmem.plateau_grid(lags, optimizers=("gd",), **grid_kw)
+grid = jaxmem.plateau_grid(lags, optimizers=(grid_kw.pop("optimizer", "gd"),), **grid_kw)
 seen = []
 orig = _sweep._run_batch
-def spy(batch, *xs):
+def spy(batch, mesh, *xs):
     seen.append(len(xs[0].sharding.device_set))
-    return orig(batch, *xs)
+    return orig(batch, mesh, *xs)
 _sweep._run_batch = spy
 rows = jaxmem.plateau_sweep(grid, **sweep_kw)
 json.dump(dict(devices=len(jax.devices()), platform=jax.devices()[0].platform,
@@ -219,6 +219,23 @@ def test_sharded_run_equals_one_device(tmp_path):
     assert set(one) == set(many) and len(one) == len(grid) == 40
     for key in one:
         assert _results(one[key]) == _results(many[key]), key
+
+
+def test_flow_on_several_cpu_devices_runs_on_one_with_a_warning():
+    # Concurrent XLA:CPU devices hang on the flow's program (benchmarks/RESULTS.md); the sweep
+    # must run flow batches on one device instead of hanging, and say so.
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAXMEM_NO_CACHE="1")
+    grid_kw = dict(lags=[8.0, 9.0, 10.0], widths=[4], optimizer="flow")
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARD_SCRIPT, json.dumps(grid_kw), json.dumps(dict(batch_size=4, progress=False))],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["devices"] == 2 and set(out["input_devices"]) == {1}
+    assert "flow batches run on one of them" in proc.stderr
+    assert [r["status"] for r in out["rows"]] == ["ok"] * 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,9 +268,9 @@ def count_batches(monkeypatch):
     calls = []
     orig = _sweep._run_batch
 
-    def spy(batch, *xs):
+    def spy(batch, mesh, *xs):
         calls.append(int(xs[0].shape[0]))
-        return orig(batch, *xs)
+        return orig(batch, mesh, *xs)
 
     monkeypatch.setattr(_sweep, "_run_batch", spy)
     return calls
