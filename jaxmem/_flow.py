@@ -12,8 +12,8 @@ with its stage equations solved by `optx.Chord` (Cauchy termination), not diffra
 stage slope f, ~e^{-wL} on a plateau (2.6e-9 at L = 40); it stops with a 4% error in f and the
 controller then collapses the steps from ~1e5 to ~0.1 (a stall past L ≈ 36). Tightening it trips
 its divergence test on the ~1e-16 rounding noise of Ga − b₀. Even with Chord, the stage solves
-made a step ~4× the cost of a Rodas4 step under `jax.vmap` (the batch iterates until its slowest
-member converges), for ~2.5× fewer steps; `kvaerno5_chord()` keeps that solver available.
+made a step ~6× the cost of a Rodas4 step in a vmapped batch of 64 (the batch iterates until its
+slowest member converges), for ~2.6× fewer steps; `kvaerno5_chord()` keeps that solver available.
 Changes of time (s = log τ, arc length) were tried and fail: they do not remove the stiffness
 and they amplify the rounding noise.
 

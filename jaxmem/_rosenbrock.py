@@ -81,8 +81,9 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
     r"""The Rosenbrock method RODAS (order 4(3), L-stable, stiffly accurate) for ODEs.
 
     Each step factorises $I/(h\gamma) - J$ once, with $J$ the exact Jacobian of the vector
-    field at the start of the step (`jax.jacfwd`, or the term's own for a `JacobianODETerm`), and makes six linear solves and five new
-    evaluations of the vector field (plus one at the new point, reused by the next step). Use it
+    field at the start of the step (`jax.jacfwd`, or the term's own for a `JacobianODETerm`),
+    and makes six linear solves and five new evaluations of the vector field (plus one at the
+    new point, reused by the next step). Use it
     with `diffrax.PIDController`; it suits small stiff systems (tens to hundreds of states),
     where a dense Jacobian is cheap, such as the gradient flow of `jaxmem.gradient_flow`.
 

@@ -149,7 +149,8 @@ def _flow_devices(devices):
     if devices[0].platform == "cpu" and len(devices) > 1 and jax.process_count() == 1:
         warnings.warn(
             f"plateau_sweep: {len(devices)} CPU devices found; flow batches run on one of them "
-            "(concurrent XLA:CPU devices hang on the flow's program with LAPACK LU calls). "
+            "(with jax 0.10, concurrent XLA:CPU devices hang on the flow's program: its LAPACK LU "
+            "together with the moments' exp/erfc). "
             "The other optimisers use all of them.", RuntimeWarning, stacklevel=3,
         )
         return devices[:1]
@@ -209,12 +210,12 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
         todo.sort(key=predicted_log_tau)
     elif order != "given":
         raise ValueError(f"order must be 'predicted' or 'given'; got {order!r}.")
-    ndev = len(jax.devices())
+    devices = jax.devices()
+    ndev = len(devices)
     largest = max((sum(1 for c in todo if (c["optimizer"], c["parameterization"]) == g)
                    for g in {(c["optimizer"], c["parameterization"]) for c in todo}), default=1)
     bs = max(1, min(int(batch_size), largest))
     bs = ndev * math.ceil(bs / ndev)
-    devices = jax.devices()
     flow_devices = _flow_devices(devices) if any(c["optimizer"] == "flow" for c in todo) else devices
     max_width = max((c["width"] for c in configs), default=1)
     dtype = jnp.zeros(()).dtype
