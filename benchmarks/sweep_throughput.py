@@ -1,7 +1,7 @@
 """Sweep throughput (issue 5, item 6): gradient-flow hitting times of a grid of plateau
-problems by `jaxmem.plateau_sweep` (one compiled, vmapped, sharded computation) against a
-Python loop over the single-configuration `jaxmem.hitting_times` (jitted once), measured in
-the same run.
+problems by `jaxmem.plateau_sweep` (one compiled, vmapped, sharded computation, with
+continuous batching) against a Python loop over the single-configuration
+`jaxmem.hitting_times` (jitted once), measured in the same run.
 
 Default grid: 32 lags (linspace 8..30) × 4 widths (4, 6, 8, 10) × 4 seeds (perturbation 0.01)
 = 512 problems; `--scale K` takes K× as many lags (512·K problems, for accelerators).
@@ -11,26 +11,29 @@ Reports
 - problems per second (and per minute) of the sweep and of the loop, and their ratio. The
   loop is timed on a random sample of `--loop-sample` configurations (fixed seed) and scaled
   to the grid (the sample is uniform, so its mean is an unbiased per-problem time);
-- peak host memory (`ru_maxrss`, the process's high-water mark) and, on a GPU, device memory
-  (`peak_bytes_in_use`) after sweeps over growing grids (¼, ½ and all of the lags, run in
-  that order, so each number is the peak up to and including that grid);
-- uneven costs (issue item 3): the sweep's wall time with configurations ordered by predicted
-  plateau length vs randomly shuffled, each compared with the sum of its members' individual
-  times. The individual times are estimated from the timed loop sample by a least-squares fit
-  t = c0 + c1·steps (steps: the solver steps of each member, from the sweep's rows); also the
-  step efficiency Σ steps / Σ_batches (B · max steps in the batch), the fraction of a vmapped
-  batch's step work that is not padding behind its slowest member.
+- peak host memory (`ru_maxrss`, each process's high-water mark, summed over processes) and,
+  on a GPU, device memory (`peak_bytes_in_use`) after sweeps over growing grids (¼, ½ and all
+  of the lags, run in that order, so each number is the peak up to and including that grid);
+- uneven costs (issue item 3): the sweep's wall time with the queue ordered by predicted
+  plateau length (longest first) vs randomly shuffled, each compared with the sum of its
+  members' individual times (estimated from the timed loop sample by a least-squares fit
+  t = c0 + c1·steps, steps from the sweep's rows), and the slot utilisation
+  Σ steps / (calls · slots · steps per call).
 
-On CPU the sweep runs on the one default host device. Splitting the host into one XLA device
-per core (`XLA_FLAGS=--xla_force_host_platform_device_count=2`) does not work for the flow:
-with jax 0.10, two CPU devices running the flow's program (Rodas4's LAPACK LU together with
-the moments' exp/erfc) concurrently hang — under `shard_map`, GSPMD or two host threads — while
-Tsit5 on the same vector field runs concurrently at 2× (see benchmarks/RESULTS.md).
+The flow runs with continuous batching: `--batch-size` slots advance `--chunk-steps` solver
+steps per compiled call, and a finished problem's slot takes the next one at once.
+
+CPU cores: XLA runs a vmapped batch on one core. `--processes N` runs the sweep as N processes
+joined by `jax.distributed` (the multi-host code path, on one host), one device each, so the
+batch is sharded over N cores; the loop is timed in process 0 while the others wait. (One
+process split into several XLA devices, `--xla_force_host_platform_device_count`, hangs on the
+flow's program with jax 0.10: see benchmarks/RESULTS.md.)
 
 Goals: sweep ≥ 3× the loop on 2 CPU cores; the 512-problem sweep under 1 GiB host memory;
 on one GPU ≥ 10,000 hitting-time problems per minute.
 
-    python benchmarks/sweep_throughput.py                 # the 512-problem grid
+    python benchmarks/sweep_throughput.py                 # the 512-problem grid, 1 process
+    python benchmarks/sweep_throughput.py --processes 2   # ... one process per core
     python benchmarks/sweep_throughput.py --quick         # a small grid (CI-like)
     python benchmarks/sweep_throughput.py --scale 8 --batch-size 1024 --json gpu.json
 """
@@ -56,6 +59,9 @@ import numpy as np
 
 import jaxmem
 from jaxmem import _sweep
+from jaxmem._cli import init_distributed
+from jaxmem._launch import is_launched, launch_local
+from jaxmem._plateau import _sync
 
 DELTA_PARAM, DELTA_LOSS = 0.05, 0.01  # delta_loss 0.01: reached up to L = 30 and beyond
 PERTURBATION = 0.01
@@ -81,24 +87,42 @@ def make_grid(n_lags, widths, n_seeds, lag_max=30.0):
     return lags, jaxmem.plateau_grid(lags, widths=widths, seeds=range(n_seeds), optimizers=("flow",))
 
 
-def sweep(configs, batch_size, order="predicted"):
+CALLS = {"n": 0}  # compiled flow calls of the sweeps (counted through the sweep's own function)
+_advance = _sweep._advance_flow
+
+
+def _counted(*a, **k):
+    CALLS["n"] += 1
+    return _advance(*a, **k)
+
+
+_sweep._advance_flow = _counted
+
+
+def sweep(configs, batch_size, order="predicted", chunk_steps=64):
+    """(rows, wall seconds, compiled calls)."""
+    calls = CALLS["n"]
     t0 = time.perf_counter()
     rows = jaxmem.plateau_sweep(configs, batch_size=batch_size, delta_param=DELTA_PARAM, delta_loss=DELTA_LOSS,
-                                perturbation=PERTURBATION, order=order, progress=False)
-    return rows, time.perf_counter() - t0
+                                perturbation=PERTURBATION, order=order, progress=False, chunk_steps=chunk_steps)
+    return rows, time.perf_counter() - t0, CALLS["n"] - calls
 
 
-def step_efficiency(rows, bs, n_devices=1):
-    """Σ steps / Σ_shards (shard size · max steps in the shard): rows come back batch after
-    batch, bs per batch, each batch split into `n_devices` contiguous shards that run (and
-    stop) independently."""
-    used = sum(r["steps"] for r in rows)
-    per = max(1, bs // n_devices)
-    paid = 0
-    for i in range(0, len(rows), per):
-        chunk = rows[i : i + per]
-        paid += per * max(r["steps"] for r in chunk)
-    return used / paid
+def gathered_rss():
+    """Peak RSS (MiB) of every process (one entry in a single process)."""
+    if jax.process_count() == 1:
+        return [rss_mib()]
+    from jax.experimental import multihost_utils
+
+    return [float(x) for x in np.ravel(multihost_utils.process_allgather(np.array([rss_mib()])))]
+
+
+def slot_utilisation(rows, calls, bs, chunk_steps):
+    """Σ steps / (calls · slots · chunk_steps): the fraction of the solver steps the compiled
+    calls could take that went to a problem (a lower bound: a call whose slots all stop early,
+    at events, costs less than chunk_steps steps). What is missing is slots idling after their
+    problem's event or end until the call returns, and empty slots at the end of the queue."""
+    return sum(r["steps"] for r in rows) / max(1, calls * bs * chunk_steps)
 
 
 def single_problem(c, max_width):
@@ -123,10 +147,20 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="configurations per compiled call")
     p.add_argument("--loop-sample", type=int, default=64, help="configurations timed in the Python loop")
     p.add_argument("--no-shuffled", action="store_true", help="skip the shuffled-order sweep")
+    p.add_argument("--chunk-steps", type=int, default=64, help="flow solver steps per compiled call")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run the sweep as N processes joined by jax.distributed (one per CPU core); the "
+                   "loop runs in process 0 alone, the others waiting")
     p.add_argument("--json", help="write every number to this JSON file")
     args = p.parse_args(argv)
-    if args.scale < 1 or args.batch_size < 1 or args.loop_sample < 2:
-        p.error("--scale and --batch-size must be >= 1, --loop-sample >= 2")
+    if args.processes > 1 and not is_launched():
+        return sys.exit(launch_local([sys.executable, os.path.abspath(__file__), *(sys.argv[1:] if argv is None else argv)],
+                                     args.processes))
+    if is_launched():
+        init_distributed()
+    first = jax.process_index() == 0
+    if args.scale < 1 or args.batch_size < 1 or args.loop_sample < 2 or args.chunk_steps < 1 or args.processes < 1:
+        p.error("--scale, --batch-size, --chunk-steps and --processes must be >= 1, --loop-sample >= 2")
 
     if args.quick:
         n_lags, widths, n_seeds, lag_max = 8, (4, 8), 2, 14.0
@@ -142,125 +176,137 @@ def main(argv=None):
     out = dict(
         date=datetime.datetime.now().isoformat(timespec="seconds"), command=" ".join(["python", *sys.argv]),
         device=str(devices[0]), device_kind=devices[0].device_kind, platform=devices[0].platform,
-        n_devices=len(devices), cpu_count=os.cpu_count(), host=platform.platform(),
+        n_devices=len(devices), processes=jax.process_count(), cpu_count=os.cpu_count(), host=platform.platform(),
         jax=jax.__version__, x64=bool(jax.config.jax_enable_x64),
         grid=dict(n=n, lags=f"linspace(8, {lag_max:g}, {n_lags})", widths=list(widths), seeds=n_seeds,
                   perturbation=PERTURBATION, delta_param=DELTA_PARAM, delta_loss=DELTA_LOSS),
-        batch_size=bs,
+        batch_size=bs, chunk_steps=args.chunk_steps,
     )
-    print(f"devices: {len(devices)} × {devices[0].device_kind} ({devices[0].platform}); "
-          f"{os.cpu_count()} CPU cores; jax {jax.__version__}, x64")
+    cs = args.chunk_steps
+    print(f"devices: {len(devices)} × {devices[0].device_kind} ({devices[0].platform}) in {jax.process_count()} "
+          f"process(es); {os.cpu_count()} CPU cores; jax {jax.__version__}, x64")
     print(f"grid: {n} gradient-flow hitting-time problems = {n_lags} lags in [8, {lag_max:g}] × widths "
-          f"{list(widths)} × {n_seeds} seeds; batch {bs}")
-    out["rss_before_compile_mib"] = rss_mib()
-    print(f"host memory before compiling: {rss_mib():.0f} MiB")
+          f"{list(widths)} × {n_seeds} seeds; {bs} slots ({bs // len(devices)} per device), {cs} steps per call")
+    out["rss_before_compile_mib"] = gathered_rss()
+    print(f"host memory before compiling: {sum(out['rss_before_compile_mib']):.0f} MiB")
 
     # --- compile: the sweep (one batch of the shortest plateaus, twice) -----------------------
     warm = sorted(grid, key=lambda c: c["lag"])[:bs]
     before = _sweep.TRACE_COUNT["n"]
-    _, first = sweep(warm, bs)
-    _, again = sweep(warm, bs)
+    _, first_s, _ = sweep(warm, bs, chunk_steps=cs)
+    _, again, _ = sweep(warm, bs, chunk_steps=cs)
     traces = _sweep.TRACE_COUNT["n"] - before
-    out["sweep_compile_s"] = first - again
-    print(f"sweep: first batch {first:.1f} s, again {again:.2f} s -> compile ≈ {first - again:.1f} s "
+    out["sweep_compile_s"] = first_s - again
+    print(f"sweep: first run {first_s:.1f} s, again {again:.2f} s -> compile ≈ {first_s - again:.1f} s "
           f"({traces} trace)")
 
-    # --- compile: the single-configuration function (jitted once) ------------------------------
-    t0 = time.perf_counter()
-    run_single(warm[0], max_width)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_single(warm[0], max_width)
-    again = time.perf_counter() - t0
-    out["loop_compile_s"] = first - again
-    print(f"loop:  first call {first:.1f} s, again {again:.3f} s -> compile ≈ {first - again:.1f} s")
-    out["rss_after_compile_mib"] = rss_mib()
-    print(f"host memory after compiling both: {rss_mib():.0f} MiB (peak; XLA's compilation dominates it)")
+    # --- compile: the single-configuration function (jitted once; process 0 only) -------------
+    if first:
+        t0 = time.perf_counter()
+        run_single(warm[0], max_width)
+        first_l = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run_single(warm[0], max_width)
+        again = time.perf_counter() - t0
+        out["loop_compile_s"] = first_l - again
+        print(f"loop:  first call {first_l:.1f} s, again {again:.3f} s -> compile ≈ {first_l - again:.1f} s")
+    _sync("compiled")
+    out["rss_after_compile_mib"] = gathered_rss()
+    print(f"host memory after compiling both: {sum(out['rss_after_compile_mib']):.0f} MiB "
+          f"(peak; XLA's compilation dominates it)")
 
-    # --- sweeps over growing grids (¼, ½, all lags), ordered by predicted plateau length -------
+    # --- sweeps over growing grids (¼, ½, all lags) ----------------------------------------------
     out["grids"] = []
-    print("\nsweep (ordered by predicted plateau length):")
+    print("\nsweep (queue ordered by predicted plateau length, longest first; continuous batching):")
     print(f"  {'problems':>8} {'wall s':>8} {'problems/s':>11} {'problems/min':>13} {'peak RSS MiB':>13} "
           f"{'device peak MiB':>16}")
-    rows_full, wall_full = None, None
+    rows_full, wall_full, calls_full = None, None, None
     fractions = (4, 2, 1) if n_lags >= 8 else (1,)
     for k in fractions:
         sub = [c for c in grid if lags.index(c["lag"]) % k == 0]
-        rows, wall = sweep(sub, bs)
-        rec = dict(n=len(sub), wall_s=wall, per_s=len(sub) / wall, per_min=60 * len(sub) / wall,
-                   peak_rss_mib=rss_mib(), device_peak_mib=device_peak_mib(),
+        rows, wall, calls = sweep(sub, bs, chunk_steps=cs)
+        rss = gathered_rss()
+        rec = dict(n=len(sub), wall_s=wall, per_s=len(sub) / wall, per_min=60 * len(sub) / wall, calls=calls,
+                   peak_rss_mib=sum(rss), peak_rss_per_process_mib=rss, device_peak_mib=device_peak_mib(),
                    status={s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}})
         out["grids"].append(rec)
         dev = "-" if rec["device_peak_mib"] is None else f"{rec['device_peak_mib']:.0f}"
         print(f"  {rec['n']:>8} {wall:>8.1f} {rec['per_s']:>11.2f} {rec['per_min']:>13.0f} "
               f"{rec['peak_rss_mib']:>13.0f} {dev:>16}   status {rec['status']}")
         if k == 1:
-            rows_full, wall_full = rows, wall
+            rows_full, wall_full, calls_full = rows, wall, calls
     sweep_rate = n / wall_full
 
-    # --- the loop: a random sample, scaled -----------------------------------------------------
-    rng = random.Random(0)
-    sample = rng.sample(range(n), min(args.loop_sample, n))
-    by_key = {r["key"]: r for r in rows_full}
-    times, steps, rel = [], [], []
-    t_loop = time.perf_counter()
-    for i in sample:
-        c = grid[i]
-        t0 = time.perf_counter()
-        h = run_single(c, max_width)
-        times.append(time.perf_counter() - t0)
-        steps.append(int(h.steps))
-        r = by_key[jaxmem.config_key(c)]
-        for a, b in ((r["tau_param"], float(h.tau_param)), (r["tau_loss"], float(h.tau_loss))):
-            if math.isfinite(a) and math.isfinite(b):
-                rel.append(abs(a - b) / abs(b))
-            elif a != b:
-                rel.append(math.inf)
-    t_loop = time.perf_counter() - t_loop
-    loop_per = float(np.mean(times))
-    loop_rate = 1.0 / loop_per
-    ratio = sweep_rate / loop_rate
-    out.update(loop=dict(sample=len(sample), sample_wall_s=t_loop, mean_s=loop_per, per_s=loop_rate,
-                         per_min=60 * loop_rate, estimated_grid_s=loop_per * n,
-                         max_rel_diff_vs_sweep=max(rel) if rel else None),
-               sweep=dict(wall_s=wall_full, per_s=sweep_rate, per_min=60 * sweep_rate), ratio=ratio)
-    print(f"\nloop over jaxmem.hitting_times (jitted once; {len(sample)} of {n} configurations timed, scaled): "
-          f"{loop_per:.3f} s per problem -> {loop_rate:.2f} problems/s, ≈ {loop_per * n:.0f} s for the grid")
-    print(f"  loop vs sweep hitting times: max relative difference {max(rel) if rel else float('nan'):.1e}")
-    print(f"\nTHROUGHPUT  sweep {sweep_rate:.2f} problems/s ({60 * sweep_rate:.0f}/min)  vs  loop "
-          f"{loop_rate:.2f} problems/s  ->  ratio {ratio:.2f}×   (goal ≥ 3× on 2 CPU cores)")
-    host = out["grids"][-1]["peak_rss_mib"]
-    print(f"PEAK HOST MEMORY ({n} problems): {host:.0f} MiB  (goal < 1024 MiB)")
-    if devices[0].platform == "gpu":
-        print(f"PER MINUTE on {devices[0].device_kind}: {60 * sweep_rate:.0f}  (goal ≥ 10,000)")
+    # --- the loop: a random sample, scaled (process 0 alone; the others wait) -----------------
+    if first:
+        rng = random.Random(0)
+        sample = rng.sample(range(n), min(args.loop_sample, n))
+        by_key = {r["key"]: r for r in rows_full}
+        times, steps, rel = [], [], []
+        t_loop = time.perf_counter()
+        for i in sample:
+            c = grid[i]
+            t0 = time.perf_counter()
+            h = run_single(c, max_width)
+            times.append(time.perf_counter() - t0)
+            steps.append(int(h.steps))
+            r = by_key[jaxmem.config_key(c)]
+            for a, b in ((r["tau_param"], float(h.tau_param)), (r["tau_loss"], float(h.tau_loss))):
+                if math.isfinite(a) and math.isfinite(b):
+                    rel.append(abs(a - b) / abs(b))
+                elif a != b:
+                    rel.append(math.inf)
+        t_loop = time.perf_counter() - t_loop
+        loop_per = float(np.mean(times))
+        loop_rate = 1.0 / loop_per
+        ratio = sweep_rate / loop_rate
+        out.update(loop=dict(sample=len(sample), sample_wall_s=t_loop, mean_s=loop_per, per_s=loop_rate,
+                             per_min=60 * loop_rate, estimated_grid_s=loop_per * n,
+                             max_rel_diff_vs_sweep=max(rel) if rel else None),
+                   sweep=dict(wall_s=wall_full, per_s=sweep_rate, per_min=60 * sweep_rate), ratio=ratio)
+        print(f"\nloop over jaxmem.hitting_times (jitted once; {len(sample)} of {n} configurations timed, scaled): "
+              f"{loop_per:.3f} s per problem -> {loop_rate:.2f} problems/s, ≈ {loop_per * n:.0f} s for the grid")
+        print(f"  loop vs sweep hitting times: max relative difference {max(rel) if rel else float('nan'):.1e}")
+        print(f"\nTHROUGHPUT  sweep {sweep_rate:.2f} problems/s ({60 * sweep_rate:.0f}/min, {jax.process_count()} "
+              f"process(es))  vs  loop {loop_rate:.2f} problems/s  ->  ratio {ratio:.2f}×   (goal ≥ 3× on 2 CPU cores)")
+        host = out["grids"][-1]["peak_rss_mib"]
+        per = out["grids"][-1]["peak_rss_per_process_mib"]
+        print(f"PEAK HOST MEMORY ({n} problems): {host:.0f} MiB" + (f" (processes: {', '.join(f'{x:.0f}' for x in per)})"
+              if len(per) > 1 else "") + "  (goal < 1024 MiB)")
+        if devices[0].platform == "gpu":
+            print(f"PER MINUTE on {devices[0].device_kind}: {60 * sweep_rate:.0f}  (goal ≥ 10,000)")
+    _sync("loop")
 
     # --- uneven costs: ordered vs shuffled, vs the sum of individual times ---------------------
-    A = np.stack([np.ones(len(steps)), np.asarray(steps, float)], 1)
-    (c0, c1), *_ = np.linalg.lstsq(A, np.asarray(times), rcond=None)
-    indiv = lambda rows: float(sum(c0 + c1 * r["steps"] for r in rows))
-    uneven = dict(fit_c0_s=float(c0), fit_c1_s_per_step=float(c1))
-    orders = [("ordered", rows_full, wall_full)]
+    orders = [("ordered", rows_full, wall_full, calls_full)]
     if not args.no_shuffled:
         shuffled = list(grid)
         random.Random(1).shuffle(shuffled)
-        rows_sh, wall_sh = sweep(shuffled, bs, order="given")
-        orders.append(("shuffled", rows_sh, wall_sh))
-    print(f"\nuneven costs (batch {bs}; individual time ≈ {c0 * 1e3:.1f} ms + {c1 * 1e3:.2f} ms × steps, fitted "
-          f"on the loop sample):")
-    print(f"  {'order':<9} {'sweep wall s':>12} {'Σ individual s':>15} {'wall/Σ indiv':>13} {'step efficiency':>16}")
-    for name, rows, wall in orders:
-        s = indiv(rows)
-        eff = step_efficiency(rows, bs, len(devices))
-        uneven[name] = dict(wall_s=wall, sum_individual_s=s, wall_over_sum=wall / s, step_efficiency=eff)
-        print(f"  {name:<9} {wall:>12.1f} {s:>15.1f} {wall / s:>13.3f} {eff:>16.3f}")
-    if "shuffled" in uneven:
-        uneven["shuffled_over_ordered"] = uneven["shuffled"]["wall_s"] / uneven["ordered"]["wall_s"]
-        print(f"  shuffled / ordered wall time: {uneven['shuffled_over_ordered']:.2f}")
-    out["uneven"] = uneven
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2, default=str)
-        print(f"\nwrote {args.json}")
+        rows_sh, wall_sh, calls_sh = sweep(shuffled, bs, order="given", chunk_steps=cs)
+        orders.append(("shuffled", rows_sh, wall_sh, calls_sh))
+    if first:
+        A = np.stack([np.ones(len(steps)), np.asarray(steps, float)], 1)
+        (c0, c1), *_ = np.linalg.lstsq(A, np.asarray(times), rcond=None)
+        indiv = lambda rows: float(sum(c0 + c1 * r["steps"] for r in rows))
+        uneven = dict(fit_c0_s=float(c0), fit_c1_s_per_step=float(c1))
+        print(f"\nuneven costs ({bs} slots; individual time ≈ {c0 * 1e3:.1f} ms + {c1 * 1e3:.3f} ms × steps, fitted "
+              f"on the loop sample):")
+        print(f"  {'order':<9} {'sweep wall s':>12} {'Σ individual s':>15} {'wall/Σ indiv':>13} {'calls':>6} "
+              f"{'slot utilisation':>17}")
+        for name, rows, wall, calls in orders:
+            s_ind = indiv(rows)
+            util = slot_utilisation(rows, calls, bs, cs)
+            uneven[name] = dict(wall_s=wall, sum_individual_s=s_ind, wall_over_sum=wall / s_ind, calls=calls,
+                                slot_utilisation=util)
+            print(f"  {name:<9} {wall:>12.1f} {s_ind:>15.1f} {wall / s_ind:>13.3f} {calls:>6} {util:>17.3f}")
+        if "shuffled" in uneven:
+            uneven["shuffled_over_ordered"] = uneven["shuffled"]["wall_s"] / uneven["ordered"]["wall_s"]
+            print(f"  shuffled / ordered wall time: {uneven['shuffled_over_ordered']:.2f}")
+        out["uneven"] = uneven
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=2, default=str)
+            print(f"\nwrote {args.json}")
     return out
 
 

@@ -56,11 +56,20 @@ def _add_plateau(sub):
     p.add_argument("--atol", type=float, help="absolute tolerance of the flow solver")
     p.add_argument("--out", default="runs/plateau", help="output folder (default runs/plateau)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run as N processes on this host joined by jax.distributed, e.g. one per CPU "
+                   "core (XLA runs a batch on one core per process); default 1")
     p.set_defaults(func=_run_plateau)
 
 
 def _run_plateau(args):
+    from ._launch import is_launched, launch_local
     from ._plateau import preset_settings, run_plateau
+
+    if args.processes < 1:
+        raise ValueError(f"--processes must be >= 1; got {args.processes}.")
+    if args.processes > 1 and not is_launched():
+        return launch_local([sys.executable, "-m", "jaxmem", *args.argv], args.processes)
 
     lags = _flatten(args.lags)
     if args.omegas is not None:
@@ -88,11 +97,11 @@ def _run_plateau(args):
           f"parameterizations {list(settings.parameterizations)}, devices {len(__import__('jax').devices())}")
     import jax
 
-    # With several hosts every process computes its shard; only process 0 writes files.
-    out = args.out if jax.process_index() == 0 else None
-    run_plateau(settings, out, progress=not args.no_progress and out is not None)
-    if out is not None:
-        print(f"wrote {out}/plateau.csv, plateau.json, plateau.png")
+    # With several processes every one computes its shard; only process 0 writes files.
+    first = jax.process_index() == 0
+    run_plateau(settings, args.out, progress=not args.no_progress and first, log=print if first else None)
+    if first:
+        print(f"wrote {args.out}/plateau.csv, plateau.json, plateau.png")
     return 0
 
 
@@ -125,7 +134,7 @@ def _run_demo(args):
     for name in ("width", "optimizer", "lr", "momentum", "delta_param", "delta_loss", "parameterization",
                  "max_steps", "rtol", "atol", "seeds", "perturbation", "batch_size"):
         setattr(args, name, None)
-    args.no_progress = False
+    args.no_progress, args.processes = False, 1
     return _run_plateau(args)
 
 
@@ -161,6 +170,8 @@ def init_distributed():
 
     if os.environ.get("JAXMEM_DISTRIBUTED", "") not in ("1", "true", "yes"):
         return False
+    # Cross-process collectives of the CPU backend (the sweep's gathers); GPU/TPU use their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {}
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         kwargs = dict(
@@ -192,6 +203,7 @@ def main(argv=None) -> int:
     if _cli_approx is not None:
         _cli_approx.add_parser(sub)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError) as e:  # StoreError is a ValueError: nothing was overwritten

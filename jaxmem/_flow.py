@@ -27,6 +27,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
+from equinox import internal as eqxi
 from jaxtyping import Array, Bool, Float, Int
 
 from ._errors import check, show, warn_if_not_x64
@@ -249,14 +250,126 @@ def hitting_times(
     )
 
 
-def hitting_times_impl(model, target, delta_param, delta_loss, t1, horizon_factor, solver, rtol, atol, max_steps):
-    """The unjitted core of `hitting_times` (no input checks), for vmapped sweeps."""
-    a0, v0 = model.a, model.v
-    w0 = model.rates
-    y0 = jnp.concatenate([a0, v0])
-    J0 = _loss(model, target, y0)
+def _with_controller_tols(solver, controller):
+    """As `diffeqsolve` does: an implicit solver's stage tolerances marked
+    `use_stepsize_tol` (diffrax's default `VeryChord`) take the step controller's."""
+    if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        return solver
+    from diffrax._root_finder import use_stepsize_tol
+
+    names = [k for k in ("rtol", "atol", "norm") if getattr(solver.root_finder, k, None) is use_stepsize_tol]
+    if not names:
+        return solver
+    return eqx.tree_at(lambda x: [getattr(x.root_finder, k) for k in names], solver,
+                       [getattr(controller, k) for k in names], is_leaf=lambda x: x is use_stepsize_tol)
+
+
+def _solve_chunk(term, solver, controller, t0, t_end, y0, dt0, pid0, cond, n_max):
+    """At most `n_max` adaptive steps of `solver` from (t0, y0) towards `t_end`, stopping at
+    the first sign change of the event function `cond(t, y)` (located by bisection on the
+    step's dense output, as `diffrax.Event` does).
+
+    The loop is written out here rather than `diffrax.diffeqsolve(..., max_steps=n_max)`: a
+    solve cut short by `max_steps` inside a vmapped batch can, in diffrax 0.7 with Equinox
+    0.13, lose the event of a member whose last step crosses it while another member has
+    already stopped at its own event (seen in sweeps: the loss event missed, the flow followed
+    to the horizon). Here a member's state is frozen by `jax.lax.while_loop`'s own batching
+    rule. The step, the step-size control and the dense output are diffrax's.
+
+    Returns (t, y, steps taken, event fired, reached t_end, root-finding ok, next step, PID
+    state)."""
+    error_order = solver.error_order(term)
+    dtype = y0.dtype
+    f0 = solver.init(term, t0, t0 + dt0, y0, None)
+    c0 = cond(t0, y0)
+    interp = jax.eval_shape(lambda: solver.step(term, t0, t0 + dt0, y0, None, f0, False)[2])
+    zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), interp)
+    init = (jnp.zeros((), int), t0, y0, f0, c0, dt0, pid0, jnp.zeros((), bool), t0, t0, zeros)
+
+    def cond_fun(st):
+        n, t, _, _, _, _, _, fired, _, _, _ = st
+        return (n < n_max) & ~fired & (t < t_end)
+
+    def body_fun(st):
+        n, t, y, f, c, dt, pid, _, _, _, dense = st
+        t1 = jnp.minimum(t + dt, t_end)
+        y1, y_err, dense1, f1, _ = solver.step(term, t, t1, y, None, f, False)
+        keep, next_t0, next_t1, _, pid1, _ = controller.adapt_step_size(
+            t, t1, y, y1, None, y_err, error_order, pid
+        )
+        keep = keep & jnp.all(jnp.isfinite(y1))
+        c1 = jnp.where(keep, cond(t1, y1), c)
+        fired = keep & (jnp.sign(c) != jnp.sign(c1))
+        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+        t_new, y_new, f_new = pick((t1, y1, f1), (t, y, f))
+        dense = jax.tree_util.tree_map(lambda a, b: jnp.where(fired, a, b), dense1, dense)
+        return (n + 1, t_new, y_new, f_new, c1, next_t1 - next_t0, pid1, fired, t, t1, dense)
+
+    n, t, y, _, _, dt, pid, fired, tl, tr, dense = jax.lax.while_loop(cond_fun, body_fun, init)
+
+    def locate():
+        interpolation = solver.interpolation_cls(t0=tl, t1=tr, **dense)
+        # Members without an event get the constant 0 (a root at once), as in diffrax.
+        sol = optx.root_find(lambda tau, _: jnp.where(fired, cond(tau, interpolation.evaluate(tau)), 0.0), _EVENT_ROOT_FINDER,
+                             y0=tr, options=dict(lower=tl, upper=tr), throw=False)
+        return sol.value, interpolation.evaluate(sol.value), sol.result == optx.RESULTS.successful
+
+    # Bisection only where some member's event fired (under vmap it then runs for all).
+    t_root, y_root, root_ok = jax.lax.cond(eqxi.unvmap_any(fired), locate, lambda: (t, y, jnp.asarray(True)))
+    t_out = jnp.where(fired, t_root, t)
+    y_out = jnp.where(fired, y_root, y)
+    return t_out, y_out, n, fired, (t >= t_end) & ~fired, ~fired | root_ok, dt.astype(dtype), pid
+
+
+class FlowSearch(eqx.Module):
+    """A hitting-time search in progress (one problem): where the flow is, which events have
+    fired, and the step controller's state, so that the search can be advanced a bounded
+    number of solver steps at a time (`advance_search`) — what lets a sweep refill the slot of
+    a finished problem with a new one instead of waiting for the slowest member of a batch."""
+
+    t: Float[Array, ""]
+    y: Float[Array, " n"]
+    loss0: Float[Array, ""]
+    done: Bool[Array, " 3"]  # tau_param found, tau_loss found, search over (horizon/failure)
+    times: Float[Array, " 3"]
+    horizon: Float[Array, ""]
+    steps: Int[Array, ""]
+    ok: Bool[Array, ""]
+    segment: Int[Array, ""]  # solve segments ended so far (at most 3: one per event)
+    segment_steps: Int[Array, ""]  # steps taken in the current segment
+    fresh: Bool[Array, ""]  # at the start of a segment: choose a new initial step
+    dt: Float[Array, ""]  # the step proposed next (when not fresh)
+    pid: tuple
+
+
+def start_search(model, target, t1, *, active=True) -> FlowSearch:
+    """The search's initial state at τ = 0 (`active=False`: a placeholder, already over)."""
+    y0 = jnp.concatenate([model.a, model.v])
+    dtype = y0.dtype
+    zero = jnp.zeros((), dtype)
+    return FlowSearch(
+        t=zero, y=y0, loss0=_loss(model, target, y0),
+        done=jnp.stack([jnp.asarray(False), jnp.asarray(False), ~jnp.asarray(active)]),
+        times=jnp.full(3, jnp.inf, dtype), horizon=jnp.asarray(t1, dtype), steps=jnp.zeros((), int),
+        ok=jnp.ones((), bool), segment=jnp.zeros((), int), segment_steps=jnp.zeros((), int),
+        fresh=jnp.ones((), bool), dt=zero, pid=(jnp.ones((), dtype), jnp.ones((), dtype), jnp.zeros((), bool)),
+    )
+
+
+def search_finished(s: FlowSearch):
+    return s.done[2] | (s.done[0] & s.done[1]) | (s.segment >= 3)
+
+
+def advance_search(model, target, s: FlowSearch, delta_param, delta_loss, horizon_factor, solver, rtol, atol,
+                   max_steps, chunk_steps) -> FlowSearch:
+    """Advance the search by one solve of at most `chunk_steps` steps within its current
+    segment: it stops at the segment's event (a hitting time, or the horizon) or after
+    `chunk_steps` steps, to be continued by the next call with the same step sequence. A
+    segment that takes `max_steps` steps in all fails the search. With `chunk_steps ==
+    max_steps` each call completes one segment and three calls complete the search."""
+    a0, w0 = model.a, model.rates
     term = _term(model, target, solver)
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    done, times, horizon = s.done, s.times, s.horizon
 
     def conditions(t, y, horizon):
         a, v = _split(model, y)
@@ -264,65 +377,83 @@ def hitting_times_impl(model, target, delta_param, delta_loss, t1, horizon_facto
         # (the loss is known to ~1e-16 absolute; its slope on a long plateau is ~1e-10).
         return (
             _COND_SCALE * (param_distance(model, a, v, a0, w0) - delta_param) / delta_param,
-            _COND_SCALE * (J0 - _loss(model, target, y) - delta_loss) / delta_loss,
+            _COND_SCALE * (s.loss0 - _loss(model, target, y) - delta_loss) / delta_loss,
             _COND_SCALE * (t - horizon) / horizon,
         )
 
-    def segment(carry, _):
-        t0, y, done, times, horizon, steps, ok = carry
-        finished = done[2] | (done[0] & done[1])
-        # A condition that crossed in the same step as the previous event is already positive
-        # here and would show no sign change: record it at the segment start (within a step).
-        c0 = jnp.stack(conditions(t0, y, horizon)[:2])
-        already = jnp.concatenate([(c0 > 0) & ~done[:2] & ~finished, jnp.zeros(1, bool)])
-        times = jnp.where(already, t0, times)
-        done = done | already
-        finished = done[2] | (done[0] & done[1])
+    finished = search_finished(s)
+    # A condition that crossed in the same step as the previous event is already positive at
+    # the start of the next segment and would show no sign change: record it there (within a
+    # step).
+    c0 = jnp.stack(conditions(s.t, s.y, horizon)[:2])
+    already = jnp.concatenate([s.fresh & (c0 > 0) & ~done[:2] & ~finished, jnp.zeros(1, bool)])
+    times = jnp.where(already, s.t, times)
+    done = done | already
+    finished = finished | done[2] | (done[0] & done[1])
 
-        def combined(t, y, args, **kwargs):
-            return jnp.max(jnp.where(done, -_COND_SCALE, jnp.stack(conditions(t, y, horizon))))
+    def combined(t, y, args, **kwargs):
+        return jnp.max(jnp.where(done, -_COND_SCALE, jnp.stack(conditions(t, y, horizon))))
 
-        event = diffrax.Event(combined, root_finder=_EVENT_ROOT_FINDER)
-        sol = diffrax.diffeqsolve(
-            term, solver, t0, jnp.where(finished, t0 + 1.0, horizon * 1.5), None, y,
-            stepsize_controller=controller, event=event, max_steps=max_steps, throw=False,
-            # Hitting times are not differentiated: a plain while loop (no checkpointing, and
-            # no runtime checks, which would keep the program out of the compilation cache).
-            adjoint=diffrax.ForwardMode(),
-        )
-        t_end, y_end = sol.ts[-1], sol.ys[-1]
-        fired = (sol.result == diffrax.RESULTS.event_occurred) & ~finished
-        # Which pending condition fired: the largest one at the root (it is ~0 there).
-        values = jnp.where(done, -jnp.inf, jnp.stack(conditions(t_end, y_end, horizon)))
-        hit = fired & (jnp.arange(3) == jnp.argmax(values))
-        times = jnp.where(hit & ~done, t_end, times)
-        done = done | hit
-        # Once parameters have moved, stop the search at horizon_factor * tau_param.
-        horizon = jnp.where(done[0], jnp.minimum(horizon, horizon_factor * times[0]), horizon)
-        good = (sol.result == diffrax.RESULTS.event_occurred) | (sol.result == diffrax.RESULTS.successful)
-        ok = ok & (finished | good)
-        # A failed segment (max_steps, non-finite) ends the search: mark it done.
-        done = done.at[2].set(done[2] | (~finished & ~good))
-        t_next = jnp.where(finished, t0, t_end)
-        y_next = jnp.where(finished, y, y_end)
-        return (t_next, y_next, done, times, horizon, steps + jnp.where(finished, 0, sol.stats["num_steps"]), ok), None
-
-    carry = (
-        jnp.zeros((), y0.dtype), y0, jnp.zeros(3, bool), jnp.full(3, jnp.inf, y0.dtype), t1,
-        jnp.zeros((), int), jnp.ones((), bool),
+    t_end = jnp.where(finished, s.t, horizon * 1.5)
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    solver = _with_controller_tols(solver, controller)
+    # A fresh segment starts with diffrax's initial step selection (two evaluations of the
+    # field); a continued one with the step and the controller state where the last call
+    # stopped.
+    tnext, pid0 = controller.init(term, s.t, t_end, s.y, None, None, solver.func, solver.error_order(term))
+    dt0 = jnp.where(s.fresh, tnext - s.t, s.dt)
+    pid = jax.tree_util.tree_map(lambda a, b: jnp.where(s.fresh, a, b), pid0, s.pid)
+    t_stop, y_stop, n, fired, reached_end, root_ok, dt_stop, pid_stop = _solve_chunk(
+        term, solver, controller, s.t, t_end, s.y, dt0, pid, lambda t, y: combined(t, y, None), chunk_steps
     )
-    (t, y, done, times, horizon, steps, ok), _ = jax.lax.scan(segment, carry, None, length=3)
-    reached = done[:2] & jnp.isfinite(times[:2])
+    n = jnp.where(finished, 0, n).astype(s.steps.dtype)
+    fired = fired & root_ok & ~finished
+    # Stopped after chunk_steps steps with steps left in the segment: continue next call.
+    more = ~fired & ~reached_end & root_ok & ~finished & (s.segment_steps + n < max_steps)
+    # Which pending condition fired: the largest one at the root (it is ~0 there).
+    values = jnp.where(done, -jnp.inf, jnp.stack(conditions(t_stop, y_stop, horizon)))
+    hit = fired & (jnp.arange(3) == jnp.argmax(values))
+    times = jnp.where(hit & ~done, t_stop, times)
+    done = done | hit
+    # Once parameters have moved, stop the search at horizon_factor * tau_param.
+    horizon = jnp.where(done[0], jnp.minimum(horizon, horizon_factor * times[0]), horizon)
+    good = fired | (reached_end & root_ok) | more
+    ok = s.ok & (finished | good)
+    # A failed segment (max_steps, non-finite) ends the search: mark it done.
+    done = done.at[2].set(done[2] | (~finished & ~good))
+    ended = ~finished & ~more
+    return FlowSearch(
+        t=jnp.where(finished, s.t, t_stop), y=jnp.where(finished, s.y, y_stop), loss0=s.loss0, done=done,
+        times=times, horizon=horizon, steps=s.steps + n, ok=ok, segment=s.segment + ended.astype(s.segment.dtype),
+        segment_steps=jnp.where(ended, 0, s.segment_steps + n), fresh=ended | (finished & s.fresh),
+        dt=jnp.where(more, dt_stop, s.dt), pid=jax.tree_util.tree_map(lambda a, b: jnp.where(more, a, b), pid_stop, s.pid),
+    )
+
+
+def search_result(s: FlowSearch) -> HittingTimes:
+    reached = s.done[:2] & jnp.isfinite(s.times[:2])
     return HittingTimes(
-        tau_param=jnp.where(reached[0], times[0], jnp.inf),
-        tau_loss=jnp.where(reached[1], times[1], jnp.inf),
+        tau_param=jnp.where(reached[0], s.times[0], jnp.inf),
+        tau_loss=jnp.where(reached[1], s.times[1], jnp.inf),
         reached_param=reached[0],
         reached_loss=reached[1],
-        horizon=horizon,
-        loss0=J0,
-        steps=steps,
-        solver_ok=ok,
+        horizon=s.horizon,
+        loss0=s.loss0,
+        steps=s.steps,
+        solver_ok=s.ok,
     )
+
+
+def hitting_times_impl(model, target, delta_param, delta_loss, t1, horizon_factor, solver, rtol, atol, max_steps):
+    """The unjitted core of `hitting_times` (no input checks): three solve segments, one per
+    event, each of at most `max_steps` steps."""
+
+    def segment(s, _):
+        return advance_search(model, target, s, delta_param, delta_loss, horizon_factor, solver, rtol, atol,
+                              max_steps, max_steps), None
+
+    s, _ = jax.lax.scan(segment, start_search(model, target, t1), None, length=3)
+    return search_result(s)
 
 
 _hitting_times = eqx.filter_jit(hitting_times_impl)

@@ -84,12 +84,22 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     """
     configs = settings.grid()
     store = None
+    # Several processes (jax.distributed): process 0 opens (or creates) the folder and writes;
+    # the others read it after process 0 has, so that all skip the same finished rows (their
+    # batches must match); they never write.
+    writer = jax.process_index() == 0
+    if out_dir is not None and not writer:
+        _sync("jaxmem-plateau-store")
     if out_dir is not None:
         store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
                          manifest_name="plateau.json", other_outputs=("plateau.png",))
         if store.done_rows and log is not None:
             log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
+    if out_dir is not None and writer:
+        _sync("jaxmem-plateau-store")
     done = {r["key"] for r in store.done_rows} if store else set()
+    if not writer:
+        store_rows, store = (store.done_rows if store else []), None
     unknown = sorted(done - {config_key(c) for c in configs})
     if unknown:  # same settings, yet rows of configurations outside the grid: a damaged file
         raise StoreError(
@@ -104,6 +114,8 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
         on_batch=store.append if store else None, progress=progress,
     )
     total = time.perf_counter() - t_start
+    if not writer:
+        return store_rows + new_rows
     rows = (store.done_rows if store else new_rows)
     fits = summarize(rows)
     if log is not None:
@@ -122,6 +134,14 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
             timings=dict(this_run_s=total, new_rows=len(new_rows), resumed_rows=len(rows) - len(new_rows)),
         )
     return rows
+
+
+def _sync(name):
+    """A barrier across processes (no-op in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _solver_description(settings):

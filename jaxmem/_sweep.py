@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._errors import unchecked
-from ._flow import default_solver, hitting_times_impl
+from ._flow import advance_search, default_solver, search_finished, search_result, start_search
 from ._models import DiagonalRNN
 from ._parameterization import get_parameterization
 from ._presets import MAX_RATE, MIN_RATE, plateau_target
@@ -84,7 +84,7 @@ def initial_params(width, key, max_width, perturbation, dtype):
 
 
 class _Batch(eqx.Module):
-    """The per-group compiled function and its static settings."""
+    """The per-group compiled function of the discrete optimisers and its static settings."""
 
     kind: str = eqx.field(static=True)
     parameterization: object = eqx.field(static=True)
@@ -93,8 +93,6 @@ class _Batch(eqx.Module):
     perturbation: float = eqx.field(static=True)
     delta_param: float = eqx.field(static=True)
     delta_loss: float = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
 
     def one(self, lag, width, key_data, lr, momentum):
         dtype = lag.dtype
@@ -107,16 +105,65 @@ class _Batch(eqx.Module):
             model = DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p)
             target = plateau_target(lag)
         dp, dl = jnp.asarray(self.delta_param, dtype), jnp.asarray(self.delta_loss, dtype)
-        if self.kind == "flow":
-            r = hitting_times_impl(model, target, dp, dl, jnp.asarray(1e15, dtype), 50.0, default_solver(),
-                                   self.rtol, self.atol, self.max_steps)
-            return dict(tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps, ok=r.solver_ok,
-                        reached_param=r.reached_param, reached_loss=r.reached_loss)
         # optax's Adam raises b1**count (float ** int32): standard promotion, whatever the user's.
         with jax.numpy_dtype_promotion("standard"):
             r = train_impl(model, target, self.kind, lr, momentum, self.max_steps, dp, dl)
         return dict(tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps, ok=jnp.asarray(True),
                     reached_param=r.reached_param, reached_loss=r.reached_loss)
+
+
+class _FlowSlots(eqx.Module):
+    """The gradient flow's compiled step of a sweep: `batch_size` slots, each holding one
+    hitting-time search (`_flow.FlowSearch`) and its configuration. A call refills the slots
+    marked for it with new configurations, then advances every slot's search by at most
+    `chunk_steps` solver steps (`_flow.advance_search`). The host then takes the finished
+    problems out and refills their slots, so that a slot never waits for a slower member of
+    its batch for more than `chunk_steps` steps (continuous batching)."""
+
+    parameterization: object = eqx.field(static=True)
+    max_width: int = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    chunk_steps: int = eqx.field(static=True)
+    perturbation: float = eqx.field(static=True)
+    delta_param: float = eqx.field(static=True)
+    delta_loss: float = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+
+    def problem(self, lag, width, key_data):
+        a, w, mask = initial_params(width, jr.wrap_key_data(key_data), self.max_width, self.perturbation, lag.dtype)
+        p = self.parameterization
+        with unchecked():  # validated on the host (see _Batch.one)
+            return DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p), plateau_target(lag)
+
+    def start(self, lag, width, key_data, active):
+        model, target = self.problem(lag, width, key_data)
+        return dict(lag=lag, width=width, key=key_data,
+                    search=start_search(model, target, jnp.asarray(1e15, lag.dtype), active=active))
+
+    def one(self, slot, refill, active, lag, width, key_data):
+        new = self.start(lag, width, key_data, active)
+        slot = jax.tree_util.tree_map(lambda a, b: jnp.where(refill, a, b), new, slot)
+        model, target = self.problem(slot["lag"], slot["width"], slot["key"])
+        dtype = slot["lag"].dtype
+        search = advance_search(
+            model, target, slot["search"], jnp.asarray(self.delta_param, dtype), jnp.asarray(self.delta_loss, dtype),
+            50.0, default_solver(), self.rtol, self.atol, self.max_steps, self.chunk_steps,
+        )
+        r = search_result(search)
+        summary = dict(finished=search_finished(search), tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps,
+                       ok=r.solver_ok, reached_param=r.reached_param, reached_loss=r.reached_loss)
+        return dict(slot, search=search), summary
+
+
+@eqx.filter_jit
+def _advance_flow(slots_fn: _FlowSlots, mesh: Mesh, slots, refill, active, lags, widths, keys):
+    TRACE_COUNT["n"] += 1
+    per_device = jax.shard_map(  # per-device loops, as in _run_batch
+        jax.vmap(slots_fn.one), mesh=mesh, in_specs=PartitionSpec("batch"), out_specs=PartitionSpec("batch"),
+        check_vma=False,
+    )
+    return per_device(slots, refill, active, lags, widths, keys)
 
 
 #: Number of times a sweep's batch function has been traced (tests assert it stays at one
@@ -176,39 +223,51 @@ def predicted_log_tau(c):
 
 
 def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, max_steps=None,
-                  train_max_steps=1_000_000,
+                  train_max_steps=1_000_000, chunk_steps=64,
                   perturbation=0.0, rtol=1e-8, atol=1e-10, order="predicted", done=None,
                   on_batch=None, progress=True):
-    """Run plateau configurations (from `plateau_grid`) batch by batch; return result rows.
+    """Run plateau configurations (from `plateau_grid`); return their result rows.
+
+    The discrete optimisers run in batches of `batch_size` configurations, one compiled call
+    per batch. The gradient flow runs with continuous batching: `batch_size` slots advance
+    their hitting-time searches `chunk_steps` solver steps per compiled call, and a finished
+    problem's slot takes the next configuration at once, so a batch never idles behind its
+    slowest member (adaptive solves of one grid differ in cost by 100× and more).
 
     **Arguments:**
 
     - `configs`: list of dicts with optimizer, parameterization, lag, width, seed, lr, momentum.
     - `delta_param`, `delta_loss`: hitting thresholds.
-    - `batch_size`: configurations per compiled call (rounded up to a multiple of the device
-      count; the last batch is padded by repetition). Every batch of a group has this shape,
-      so each (optimiser, parameterisation) compiles once.
+    - `batch_size`: configurations per compiled call, or flow slots (rounded up to a multiple
+      of the device count; a last batch is padded by repetition). Every call of a group has
+      this shape, so each (optimiser, parameterisation) compiles once.
     - `max_steps`: flow steps per solve segment (default 8192).
     - `train_max_steps`: iteration cap of the discrete optimisers (default 1e6).
+    - `chunk_steps`: flow steps per compiled call (the host refills finished slots between
+      calls): larger means fewer calls, smaller means less idling of finished slots.
     - `perturbation`: scale of the seed-dependent perturbation of the initialisation.
-    - `order`: `"predicted"` (by predicted plateau length, so batches are even) or `"given"`.
+    - `order`: `"predicted"` (by predicted plateau length: batches of the discrete optimisers
+      in increasing order, so batches are even; the flow's queue longest first, so the slots
+      run out together) or `"given"`.
     - `done`: keys (`config_key`) to skip — already computed, when resuming.
-    - `on_batch(rows)`: called with each finished batch's rows (e.g. to write them).
+    - `on_batch(rows)`: called with the rows of each batch, or of the flow problems finished
+      by a call, as soon as they are known (e.g. to write them).
 
-    **Returns:** list of row dicts (config, tau_param, tau_loss, steps, status, wall_s).
+    **Returns:** list of row dicts (config, tau_param, tau_loss, steps, status, wall_s), in
+    the order they finished. `wall_s` is the row's share of the sweep's wall time.
 
     ```python
     import jax, jaxmem
     jax.config.update("jax_enable_x64", True)
     grid = jaxmem.plateau_grid([8.0, 10.0, 12.0], widths=[6, 10])
-    rows = jaxmem.plateau_sweep(grid, batch_size=8, progress=False)
+    rows = jaxmem.plateau_sweep(grid, batch_size=4, progress=False)
     ```
     """
+    if int(chunk_steps) < 1:
+        raise ValueError(f"chunk_steps must be a positive integer; got {chunk_steps!r}.")
     done = set(done or ())
     todo = [c for c in configs if config_key(c) not in done]
-    if order == "predicted":
-        todo.sort(key=predicted_log_tau)
-    elif order != "given":
+    if order not in ("predicted", "given"):
         raise ValueError(f"order must be 'predicted' or 'given'; got {order!r}.")
     devices = jax.devices()
     ndev = len(devices)
@@ -222,51 +281,122 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     groups = {}
     for c in todo:
         groups.setdefault((c["optimizer"], c["parameterization"]), []).append(c)
-    n_batches = sum(math.ceil(len(g) / bs) for g in groups.values())
+    if order == "predicted":
+        for (kind, _), group in groups.items():
+            group.sort(key=predicted_log_tau, reverse=kind == "flow")
+    settings = dict(delta_param=delta_param, delta_loss=delta_loss)
     rows = []
-    bar = Progress(n_batches, "sweep") if progress and n_batches else None
+    bar = Progress(len(todo), "sweep") if progress and todo else None
+
+    def emit(new, note):
+        rows.extend(new)
+        if on_batch is not None and new:
+            on_batch(new)
+        if bar is not None and new:
+            bar.update(len(new), note)
+
     try:
         for (kind, pname), group in groups.items():
-            steps = (max_steps or 8192) if kind == "flow" else int(train_max_steps)
-            batch = _Batch(kind, get_parameterization(pname), max_width, steps, float(perturbation),
-                           float(delta_param), float(delta_loss), float(rtol), float(atol))
-            mesh = _mesh(flow_devices if kind == "flow" else devices)
-            sharding = NamedSharding(mesh, PartitionSpec("batch"))
-            for start in range(0, len(group), bs):
-                chunk = group[start : start + bs]
-                padded = chunk + [chunk[-1]] * (bs - len(chunk))
-                keys = np.stack([np.asarray(jr.key_data(jr.key(c["seed"]))) for c in padded])
-                arrays = [
-                    np.array([c["lag"] for c in padded], dtype),
-                    np.array([c["width"] for c in padded], np.int32),
-                    keys,
-                    np.array([1e-2 if math.isnan(c["lr"]) else c["lr"] for c in padded], dtype),
-                    np.array([0.0 if math.isnan(c["momentum"]) else c["momentum"] for c in padded], dtype),
-                ]
-                t0 = time.perf_counter()
-                inputs = [_put(x, sharding) for x in arrays]
-                out = _gather(_run_batch(batch, mesh, *inputs))
-                wall = time.perf_counter() - t0
-                new = []
-                for i, c in enumerate(chunk):
-                    rp, rl, ok = bool(out["reached_param"][i]), bool(out["reached_loss"][i]), bool(out["ok"][i])
-                    new.append(dict(
-                        c, key=config_key(c), omega=1.0 / c["lag"], delta_param=delta_param, delta_loss=delta_loss,
-                        tau_param=float(out["tau_param"][i]) if rp else math.inf,
-                        tau_loss=float(out["tau_loss"][i]) if rl else math.inf,
-                        steps=int(out["steps"][i]), status=status(rp, rl, ok),
-                        wall_s=round(wall / len(chunk), 6), batch_wall_s=round(wall, 4),
-                    ))
-                rows.extend(new)
-                if on_batch is not None:
-                    on_batch(new)
-                if bar is not None:
-                    lags = [c["lag"] for c in chunk]
-                    bar.update(1, f"{kind}/{pname} L={min(lags):g}..{max(lags):g} ({len(chunk)} configs)")
+            p = get_parameterization(pname)
+            if kind == "flow":
+                fn = _FlowSlots(p, max_width, int(max_steps or 8192), int(chunk_steps), float(perturbation),
+                                float(delta_param), float(delta_loss), float(rtol), float(atol))
+                _sweep_flow(fn, _mesh(flow_devices), group, bs, dtype, settings, emit)
+            else:
+                batch = _Batch(kind, p, max_width, int(train_max_steps), float(perturbation),
+                               float(delta_param), float(delta_loss))
+                _sweep_batches(batch, _mesh(devices), group, bs, dtype, settings, emit)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     return rows
+
+
+def _key_data(seed):
+    return np.asarray(jr.key_data(jr.key(seed)))
+
+
+def _row(c, settings, out, i, wall_s, batch_wall_s):
+    rp, rl, ok = bool(out["reached_param"][i]), bool(out["reached_loss"][i]), bool(out["ok"][i])
+    return dict(
+        c, key=config_key(c), omega=1.0 / c["lag"], **settings,
+        tau_param=float(out["tau_param"][i]) if rp else math.inf,
+        tau_loss=float(out["tau_loss"][i]) if rl else math.inf,
+        steps=int(out["steps"][i]), status=status(rp, rl, ok),
+        wall_s=round(wall_s, 6), batch_wall_s=round(batch_wall_s, 4),
+    )
+
+
+def _sweep_batches(batch, mesh, group, bs, dtype, settings, emit):
+    """The discrete optimisers: batches of `bs` configurations, each run to its end."""
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    for start in range(0, len(group), bs):
+        chunk = group[start : start + bs]
+        padded = chunk + [chunk[-1]] * (bs - len(chunk))
+        arrays = [
+            np.array([c["lag"] for c in padded], dtype),
+            np.array([c["width"] for c in padded], np.int32),
+            np.stack([_key_data(c["seed"]) for c in padded]),
+            np.array([1e-2 if math.isnan(c["lr"]) else c["lr"] for c in padded], dtype),
+            np.array([0.0 if math.isnan(c["momentum"]) else c["momentum"] for c in padded], dtype),
+        ]
+        t0 = time.perf_counter()
+        inputs = [_put(x, sharding) for x in arrays]
+        out = _gather(_run_batch(batch, mesh, *inputs))
+        wall = time.perf_counter() - t0
+        lags = [c["lag"] for c in chunk]
+        emit([_row(c, settings, out, i, wall / len(chunk), wall) for i, c in enumerate(chunk)],
+             f"{batch.kind} L={min(lags):g}..{max(lags):g} ({len(chunk)} configs)")
+
+
+def _sweep_flow(fn, mesh, group, bs, dtype, settings, emit):
+    """The gradient flow with continuous batching: `bs` slots; after every call the finished
+    problems leave their slots and the next configurations of the queue take them."""
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    queue = iter(group)
+    slot_cfg = [None] * bs
+    slot_wall = [0.0] * bs
+    slot_start = [0.0] * bs
+    filler = group[0]
+    # The slots' initial contents (all refilled by the first call: only the shapes matter).
+    shapes = jax.eval_shape(jax.vmap(fn.start), jnp.zeros(bs, dtype), jnp.zeros(bs, np.int32),
+                            jnp.zeros((bs, 2), np.uint32), jnp.zeros(bs, bool))
+    slots = jax.tree_util.tree_map(lambda x: _put(np.zeros(x.shape, x.dtype), sharding), shapes)
+    first = True
+    while True:
+        refill = np.zeros(bs, bool)
+        now = time.perf_counter()
+        for i in range(bs):
+            if slot_cfg[i] is None:
+                c = next(queue, None)
+                if c is not None:
+                    slot_cfg[i], slot_wall[i], slot_start[i] = c, 0.0, now
+                    refill[i] = True
+        if first:
+            refill[:] = True  # placeholders in the slots no configuration took
+            first = False
+        busy = [i for i in range(bs) if slot_cfg[i] is not None]
+        if not busy:
+            return
+        cfgs = [slot_cfg[i] or filler for i in range(bs)]
+        arrays = [
+            refill, np.array([c is not None for c in slot_cfg]),
+            np.array([c["lag"] for c in cfgs], dtype), np.array([c["width"] for c in cfgs], np.int32),
+            np.stack([_key_data(c["seed"]) for c in cfgs]),
+        ]
+        t0 = time.perf_counter()
+        slots, out = _advance_flow(fn, mesh, slots, *[_put(x, sharding) for x in arrays])
+        out = _gather(out)
+        wall = time.perf_counter() - t0
+        new = []
+        for i in busy:
+            slot_wall[i] += wall / len(busy)
+            if out["finished"][i]:
+                new.append(_row(slot_cfg[i], settings, out, i, slot_wall[i], time.perf_counter() - slot_start[i]))
+                slot_cfg[i] = None
+        if new:
+            lags = [r["lag"] for r in new]
+            emit(new, f"flow L={min(lags):g}..{max(lags):g} ({len(busy)} running)")
 
 
 def status(reached_param, reached_loss, solver_ok=True):

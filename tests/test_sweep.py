@@ -191,6 +191,11 @@ def spy(batch, mesh, *xs):
     seen.append(len(xs[0].sharding.device_set))
     return orig(batch, mesh, *xs)
 _sweep._run_batch = spy
+orig_flow = _sweep._advance_flow
+def spy_flow(fn, mesh, slots, refill, *xs):
+    seen.append(len(refill.sharding.device_set))
+    return orig_flow(fn, mesh, slots, refill, *xs)
+_sweep._advance_flow = spy_flow
 rows = jaxmem.plateau_sweep(grid, **sweep_kw)
 json.dump(dict(devices=len(jax.devices()), platform=jax.devices()[0].platform,
                input_devices=seen, traces=_sweep.TRACE_COUNT["n"], rows=rows), sys.stdout)
@@ -495,7 +500,7 @@ FLOW_WIDTHS = (3, 6)
 def flow_sweep():
     grid = jaxmem.plateau_grid(FLOW_LAGS, widths=FLOW_WIDTHS, optimizers=("flow",))
     before = _sweep.TRACE_COUNT["n"]
-    rows = jaxmem.plateau_sweep(grid, batch_size=2, progress=False)
+    rows = jaxmem.plateau_sweep(grid, batch_size=2, progress=False)  # 64 steps per call
     first = _sweep.TRACE_COUNT["n"] - before
     # Other lags and widths (same largest width), same batch shape: no new compilation.
     grid2 = jaxmem.plateau_grid((8.0, 10.0, 12.5), widths=(4, 6), optimizers=("flow",))
@@ -533,3 +538,82 @@ def test_flow_padded_row_matches_hitting_times(flow_sweep):
         np.testing.assert_allclose(r["tau_param"], float(h.tau_param), rtol=1e-6)
         np.testing.assert_allclose(r["tau_loss"], float(h.tau_loss), rtol=1e-6)
         assert math.isfinite(r["tau_loss"])
+
+
+@pytest.mark.slow
+def test_flow_continuous_batching_matches_single_problems(flow_sweep):
+    """Every flow row — problems run 64 steps per call in 2 slots, each slot refilled as its
+    problem finishes, so that problems are split over several calls and share calls with
+    problems at other stages — against `jaxmem.hitting_times` on the same padded, masked model
+    run alone. The split does not change the step sequence (the step size and controller state
+    are carried over), so they agree to the rounding of batched against unbatched LU."""
+    rows = flow_sweep[0] + flow_sweep[2]
+    assert max(r["steps"] for r in rows) > 2 * 64  # some problems span several calls
+    for r in rows:
+        a, w, mask = _sweep.initial_params(jnp.asarray(r["width"], jnp.int32), jr.key(r["seed"]), 6, 0.0,
+                                           jnp.float64)
+        h = jaxmem.hitting_times(jaxmem.DiagonalRNN(a, w, mask=mask), jaxmem.plateau_target(r["lag"]))
+        assert int(h.steps) == r["steps"], r["key"]
+        np.testing.assert_allclose(r["tau_param"], float(h.tau_param), rtol=1e-9)
+        np.testing.assert_allclose(r["tau_loss"], float(h.tau_loss), rtol=1e-9)
+
+
+def test_chunk_steps_validated():
+    grid = jaxmem.plateau_grid([8.0], widths=[4], optimizers=("flow",))
+    with pytest.raises(ValueError, match="chunk_steps must be a positive integer; got 0"):
+        jaxmem.plateau_sweep(grid, chunk_steps=0, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes on one host (jax.distributed, gloo): `jaxmem plateau --processes 2`
+# ---------------------------------------------------------------------------------------------
+
+
+def _cli_run(args, env_extra=None, timeout=600):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAXMEM_NO_CACHE="1", **(env_extra or {}))
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, "-m", "jaxmem", "plateau", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    """The same flow grid by two processes joined by jax.distributed (each computes its shard
+    of every call; process 0 writes) and by one: the same rows. A rerun of the two-process
+    command resumes (both processes skip the finished rows) and computes nothing."""
+    grid = ["--optimizer", "flow", "--lags", "8", "9", "10", "--width", "4", "--batch-size", "4",
+            "--delta-loss", "0.05", "--no-progress"]
+    two = _cli_run([*grid, "--processes", "2", "--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "devices 2" in two.stdout  # process 0's view: one device per process
+    one = _cli_run([*grid, "--out", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr[-3000:]
+    rows_two = _by_key(_csv_rows(tmp_path / "two" / "plateau.csv"))
+    rows_one = _by_key(_csv_rows(tmp_path / "one" / "plateau.csv"))
+    assert set(rows_two) == set(rows_one) and len(rows_one) == 3
+    for key, r in rows_one.items():
+        assert r["status"] == rows_two[key]["status"] == "ok"
+        np.testing.assert_allclose(float(rows_two[key]["tau_param"]), float(r["tau_param"]), rtol=1e-9)
+        np.testing.assert_allclose(float(rows_two[key]["tau_loss"]), float(r["tau_loss"]), rtol=1e-9)
+    before = _snapshot(tmp_path / "two")
+    again = _cli_run([*grid, "--processes", "2", "--out", str(tmp_path / "two")])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming: 3 of 3" in again.stdout
+    assert _snapshot(tmp_path / "two")["plateau.csv"] == before["plateau.csv"]
+
+
+def test_two_processes_refused_folder_stops_both(tmp_path):
+    # Process 0 refuses a foreign folder before the others may read it: the launcher stops
+    # them and returns process 0's status (no hang at the barrier).
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    proc = _cli_run(["--optimizer", "gd", "--lags", "8", "--processes", "2", "--out", str(out)], timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "does not write" in proc.stderr
+    assert (out / "notes.txt").read_text() == "mine" and sorted(os.listdir(out)) == ["notes.txt"]
+
+
+def test_processes_validated(tmp_path, capsys):
+    assert _cli.main(["plateau", "--lags", "8", "--processes", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--processes must be >= 1; got 0" in capsys.readouterr().err
