@@ -18,8 +18,13 @@ Changes of time (s = log τ, arc length) were tried and fail: they do not remove
 and they amplify the rounding noise.
 
 Hitting times are roots of event functions, located by bisection on the dense output, one after
-another in a `lax.scan` over solve segments, so that each is located exactly whichever comes
-first. Verified against scipy's Radau at rtol 1e-10 (tests/test_flow.py).
+another in solve segments, so that each is located exactly whichever comes first. The search is
+resumable (`FlowSearch`, `advance_search`): it can be advanced a bounded number of steps at a
+time with the step size and controller state carried over, which is how sweeps refill the slot
+of a finished problem (continuous batching); its step loop is written out (`_solve_chunk`:
+Rodas4's step, diffrax's PID controller and dense output, optimistix's bisection) because
+diffrax's `max_steps` cut-off loses events under `vmap`. Verified against scipy's Radau at
+rtol 1e-10 (tests/test_flow.py).
 """
 
 import diffrax
@@ -310,8 +315,8 @@ def _solve_chunk(term, solver, controller, t0, t_end, y0, dt0, pid0, cond, n_max
     def locate():
         interpolation = solver.interpolation_cls(t0=tl, t1=tr, **dense)
         # Members without an event get the constant 0 (a root at once), as in diffrax.
-        sol = optx.root_find(lambda tau, _: jnp.where(fired, cond(tau, interpolation.evaluate(tau)), 0.0), _EVENT_ROOT_FINDER,
-                             y0=tr, options=dict(lower=tl, upper=tr), throw=False)
+        sol = optx.root_find(lambda tau, _: jnp.where(fired, cond(tau, interpolation.evaluate(tau)), 0.0),
+                             _EVENT_ROOT_FINDER, y0=tr, options=dict(lower=tl, upper=tr), throw=False)
         return sol.value, interpolation.evaluate(sol.value), sol.result == optx.RESULTS.successful
 
     # Bisection only where some member's event fired (under vmap it then runs for all).

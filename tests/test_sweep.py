@@ -546,7 +546,8 @@ def test_flow_continuous_batching_matches_single_problems(flow_sweep):
     problem finishes, so that problems are split over several calls and share calls with
     problems at other stages — against `jaxmem.hitting_times` on the same padded, masked model
     run alone. The split does not change the step sequence (the step size and controller state
-    are carried over), so they agree to the rounding of batched against unbatched LU."""
+    are carried over): the same steps, and times equal up to the rounding of batched against
+    unbatched LU, within the event bisection's bracket (1e-9 + 1e-10·τ)."""
     rows = flow_sweep[0] + flow_sweep[2]
     assert max(r["steps"] for r in rows) > 2 * 64  # some problems span several calls
     for r in rows:
@@ -554,8 +555,8 @@ def test_flow_continuous_batching_matches_single_problems(flow_sweep):
                                            jnp.float64)
         h = jaxmem.hitting_times(jaxmem.DiagonalRNN(a, w, mask=mask), jaxmem.plateau_target(r["lag"]))
         assert int(h.steps) == r["steps"], r["key"]
-        np.testing.assert_allclose(r["tau_param"], float(h.tau_param), rtol=1e-9)
-        np.testing.assert_allclose(r["tau_loss"], float(h.tau_loss), rtol=1e-9)
+        np.testing.assert_allclose(r["tau_param"], float(h.tau_param), rtol=1e-9, atol=2e-9)
+        np.testing.assert_allclose(r["tau_loss"], float(h.tau_loss), rtol=1e-9, atol=2e-9)
 
 
 def test_chunk_steps_validated():
