@@ -13,7 +13,8 @@ Reports
   to the grid (the sample is uniform, so its mean is an unbiased per-problem time);
 - peak host memory (`ru_maxrss`, each process's high-water mark, summed over processes) and,
   on a GPU, device memory (`peak_bytes_in_use`) after sweeps over growing grids (¼, ½ and all
-  of the lags, run in that order, so each number is the peak up to and including that grid);
+  of the lags, run in that order, so each number is the peak up to and including that grid),
+  before the loop's function is compiled (which raises the process's peak on its own);
 - uneven costs (issue item 3): the sweep's wall time with the queue ordered by predicted
   plateau length (longest first) vs randomly shuffled, each compared with the sum of its
   members' individual times (estimated from the timed loop sample by a least-squares fit
@@ -200,19 +201,8 @@ def main(argv=None):
     print(f"sweep: first run {first_s:.1f} s, again {again:.2f} s -> compile ≈ {first_s - again:.1f} s "
           f"({traces} trace)")
 
-    # --- compile: the single-configuration function (jitted once; process 0 only) -------------
-    if first:
-        t0 = time.perf_counter()
-        run_single(warm[0], max_width)
-        first_l = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        run_single(warm[0], max_width)
-        again = time.perf_counter() - t0
-        out["loop_compile_s"] = first_l - again
-        print(f"loop:  first call {first_l:.1f} s, again {again:.3f} s -> compile ≈ {first_l - again:.1f} s")
-    _sync("compiled")
     out["rss_after_compile_mib"] = gathered_rss()
-    print(f"host memory after compiling both: {sum(out['rss_after_compile_mib']):.0f} MiB "
+    print(f"host memory after compiling the sweep: {sum(out['rss_after_compile_mib']):.0f} MiB "
           f"(peak; XLA's compilation dominates it)")
 
     # --- sweeps over growing grids (¼, ½, all lags) ----------------------------------------------
@@ -236,6 +226,21 @@ def main(argv=None):
         if k == 1:
             rows_full, wall_full, calls_full = rows, wall, calls
     sweep_rate = n / wall_full
+
+    # --- compile: the single-configuration function (jitted once; process 0 only) -------------
+    if first:
+        t0 = time.perf_counter()
+        run_single(warm[0], max_width)
+        first_l = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run_single(warm[0], max_width)
+        again = time.perf_counter() - t0
+        out["loop_compile_s"] = first_l - again
+        print(f"loop:  first call {first_l:.1f} s, again {again:.3f} s -> compile ≈ {first_l - again:.1f} s")
+    _sync("compiled")
+    out["rss_after_loop_compile_mib"] = gathered_rss()
+    print(f"host memory after compiling the loop's function as well: {sum(out['rss_after_loop_compile_mib']):.0f} MiB "
+          "(peak)")
 
     # --- the loop: a random sample, scaled (process 0 alone; the others wait) -----------------
     if first:

@@ -3,9 +3,12 @@
 A grid (lags × widths × seeds × learning rates × momenta) is flattened to arrays; widths are
 padded to the largest with a mask, so every configuration of an (optimiser,
 parameterisation) group shares one compiled program whatever its width, lag or
-hyper-parameters. Batches are sharded over all devices JAX sees; configurations are ordered
-by their predicted plateau length so a batch of adaptive solves costs close to the sum of its
-members (a vmapped solve runs until its slowest member finishes).
+hyper-parameters. Batches are sharded over all devices JAX sees (and over the processes of
+`jax.distributed`, e.g. `--processes N` on one host). A vmapped adaptive solve runs until its
+slowest member finishes, so uneven costs are handled twice: the gradient flow uses continuous
+batching (slots advanced a bounded number of steps per call and refilled as their problems
+finish; `_sweep_flow`), and the discrete optimisers' fixed batches are ordered by predicted
+plateau length.
 """
 
 import itertools
@@ -21,7 +24,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._errors import unchecked
-from ._flow import advance_search, default_solver, search_finished, search_result, start_search
+from ._flow import (
+    advance_search,
+    default_solver,
+    search_finished,
+    search_result,
+    start_search,
+)
 from ._models import DiagonalRNN
 from ._parameterization import get_parameterization
 from ._presets import MAX_RATE, MIN_RATE, plateau_target
