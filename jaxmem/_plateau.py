@@ -92,7 +92,7 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
         _sync("jaxmem-plateau-store")
     if out_dir is not None:
         store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
-                         manifest_name="plateau.json", other_outputs=("plateau.png",))
+                         manifest_name="plateau.json", other_outputs=("plateau.png",), read_only=not writer)
         if store.done_rows and log is not None:
             log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
     if out_dir is not None and writer:

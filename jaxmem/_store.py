@@ -21,10 +21,12 @@ class RowStore:
       parse — it raises `StoreError` and changes nothing.
     - `append(rows)` writes and fsyncs rows at once, so an interruption loses at most the batch
       in flight.
+    - `read_only=True` (the other processes of a multi-process run) reads what is there and
+      never creates or writes anything.
     """
 
     def __init__(self, out_dir, settings: dict, columns, *, rows_name="rows.csv",
-                 manifest_name="manifest.json", other_outputs=()):
+                 manifest_name="manifest.json", other_outputs=(), read_only=False):
         self.dir = out_dir
         self.settings = json.loads(json.dumps(settings, default=str))
         self.columns = tuple(columns)
@@ -32,8 +34,11 @@ class RowStore:
         self.manifest_path = os.path.join(out_dir, manifest_name)
         allowed = {rows_name, manifest_name, *other_outputs}
         self.done_rows = []
+        self.read_only = bool(read_only)
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise StoreError(f"output path {out_dir!r} exists and is not a folder.")
+        if self.read_only and not os.path.isdir(out_dir):
+            return  # nothing finished yet (read_only: the folder is another process's to create)
         os.makedirs(out_dir, exist_ok=True)
         present = set(os.listdir(out_dir))
         foreign = sorted(present - allowed)
@@ -44,7 +49,7 @@ class RowStore:
             )
         if rows_name in present or manifest_name in present:
             self._resume(rows_name, manifest_name, present)
-        else:
+        elif not self.read_only:
             self._write_manifest({"settings": self.settings})
             with open(self.rows_path, "w", newline="") as f:
                 csv.DictWriter(f, fieldnames=self.columns).writeheader()
@@ -96,6 +101,8 @@ class RowStore:
 
     def update_manifest(self, **extra):
         """Add sections (fits, timings, versions) to the manifest; settings never change."""
+        if self.read_only:
+            raise StoreError(f"{self.manifest_path} was opened read-only.")
         with open(self.manifest_path) as f:
             manifest = json.load(f)
         manifest.update(json.loads(json.dumps(extra, default=str)))
@@ -103,6 +110,8 @@ class RowStore:
         self._write_manifest(manifest)
 
     def append(self, rows):
+        if self.read_only:
+            raise StoreError(f"{self.rows_path} was opened read-only; rows are written by another process.")
         # Formatted first and written with one call, so that a Ctrl-C (delivered between
         # Python bytecodes) cannot leave a partial row behind.
         buf = io.StringIO()

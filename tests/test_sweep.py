@@ -618,3 +618,21 @@ def test_two_processes_refused_folder_stops_both(tmp_path):
 def test_processes_validated(tmp_path, capsys):
     assert _cli.main(["plateau", "--lags", "8", "--processes", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--processes must be >= 1; got 0" in capsys.readouterr().err
+
+
+def test_read_only_store_never_writes(tmp_path):
+    # What the other processes of a multi-process run open: nothing is created or written.
+    cols = ("key", "x")
+    missing = tmp_path / "missing"
+    ro = RowStore(str(missing), {"a": 1}, cols, read_only=True)
+    assert ro.done_rows == [] and not missing.exists()
+    rw = RowStore(str(tmp_path / "run"), {"a": 1}, cols)
+    rw.append([{"key": "k1", "x": 1.5}])
+    before = _snapshot(tmp_path / "run")
+    ro = RowStore(str(tmp_path / "run"), {"a": 1}, cols, read_only=True)
+    assert ro.done_rows == [{"key": "k1", "x": 1.5}]
+    with pytest.raises(StoreError, match="read-only"):
+        ro.append([{"key": "k2", "x": 2.0}])
+    with pytest.raises(StoreError, match="other settings"):
+        RowStore(str(tmp_path / "run"), {"a": 2}, cols, read_only=True)
+    assert _snapshot(tmp_path / "run") == before
