@@ -11,6 +11,7 @@ finish; `_sweep_flow`), and the discrete optimisers' fixed batches are ordered b
 plateau length.
 """
 
+import functools
 import itertools
 import math
 import time
@@ -92,6 +93,16 @@ def initial_params(width, key, max_width, perturbation, dtype):
     return a, w, active.astype(dtype)
 
 
+def _problem(parameterization, max_width, perturbation, lag, width, key_data):
+    """One configuration's padded, masked model (`initial_params`) and its plateau target."""
+    a, w, mask = initial_params(width, jr.wrap_key_data(key_data), max_width, perturbation, lag.dtype)
+    p = parameterization
+    # The grid was validated on the host (plateau_grid); traced checks here would compile to
+    # host callbacks, which keep the program out of JAX's persistent compilation cache.
+    with unchecked():
+        return DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p), plateau_target(lag)
+
+
 class _Batch(eqx.Module):
     """The per-group compiled function of the discrete optimisers and its static settings."""
 
@@ -105,14 +116,7 @@ class _Batch(eqx.Module):
 
     def one(self, lag, width, key_data, lr, momentum):
         dtype = lag.dtype
-        key = jr.wrap_key_data(key_data)
-        a, w, mask = initial_params(width, key, self.max_width, self.perturbation, dtype)
-        p = self.parameterization
-        # The grid was validated on the host (plateau_grid); traced checks here would compile
-        # to host callbacks, which keep the program out of JAX's persistent compilation cache.
-        with unchecked():
-            model = DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p)
-            target = plateau_target(lag)
+        model, target = _problem(self.parameterization, self.max_width, self.perturbation, lag, width, key_data)
         dp, dl = jnp.asarray(self.delta_param, dtype), jnp.asarray(self.delta_loss, dtype)
         # optax's Adam raises b1**count (float ** int32): standard promotion, whatever the user's.
         with jax.numpy_dtype_promotion("standard"):
@@ -140,10 +144,7 @@ class _FlowSlots(eqx.Module):
     atol: float = eqx.field(static=True)
 
     def problem(self, lag, width, key_data):
-        a, w, mask = initial_params(width, jr.wrap_key_data(key_data), self.max_width, self.perturbation, lag.dtype)
-        p = self.parameterization
-        with unchecked():  # validated on the host (see _Batch.one)
-            return DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p), plateau_target(lag)
+        return _problem(self.parameterization, self.max_width, self.perturbation, lag, width, key_data)
 
     def start(self, lag, width, key_data, active):
         model, target = self.problem(lag, width, key_data)
@@ -321,8 +322,17 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     return rows
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_data_cached(seed):
+    out = np.asarray(jr.key_data(jr.key(seed)))
+    out.flags.writeable = False
+    return out
+
+
 def _key_data(seed):
-    return np.asarray(jr.key_data(jr.key(seed)))
+    """The raw PRNG key of a seed (cached: making a key is a JAX dispatch, ~0.2 ms, and the
+    flow's host loop needs every slot's key at every call)."""
+    return _key_data_cached(int(seed))
 
 
 def _row(c, settings, out, i, wall_s, batch_wall_s):
