@@ -25,8 +25,10 @@ The flow runs with continuous batching: `--batch-size` slots advance `--chunk-st
 steps per compiled call, and a finished problem's slot takes the next one at once.
 
 CPU cores: XLA runs a vmapped batch on one core. `--processes N` runs the sweep as N processes
-joined by `jax.distributed` (the multi-host code path, on one host), one device each, so the
-batch is sharded over N cores; the loop is timed in process 0 while the others wait. (One
+joined by `jax.distributed` (the multi-host code path, on one host), one device each: each
+process runs `--batch-size`/N slots through its own share of the queue (no collective per
+call; finished rows are traded every 2 s); the loop is timed in process 0 while the others
+wait. (One
 process split into several XLA devices, `--xla_force_host_platform_device_count`, hangs on the
 flow's program with jax 0.10: see benchmarks/RESULTS.md.)
 
@@ -34,7 +36,7 @@ Goals: sweep ≥ 3× the loop on 2 CPU cores; the 512-problem sweep under 1 GiB 
 on one GPU ≥ 10,000 hitting-time problems per minute.
 
     python benchmarks/sweep_throughput.py                 # the 512-problem grid, 1 process
-    python benchmarks/sweep_throughput.py --processes 2   # ... one process per core
+    python benchmarks/sweep_throughput.py --processes 2 --batch-size 128   # one process per core
     python benchmarks/sweep_throughput.py --quick         # a small grid (CI-like)
     python benchmarks/sweep_throughput.py --scale 8 --batch-size 1024 --json gpu.json
 """
@@ -106,7 +108,13 @@ def sweep(configs, batch_size, order="predicted", chunk_steps=64):
     t0 = time.perf_counter()
     rows = jaxmem.plateau_sweep(configs, batch_size=batch_size, delta_param=DELTA_PARAM, delta_loss=DELTA_LOSS,
                                 perturbation=PERTURBATION, order=order, progress=False, chunk_steps=chunk_steps)
-    return rows, time.perf_counter() - t0, CALLS["n"] - calls
+    wall = time.perf_counter() - t0
+    calls = CALLS["n"] - calls
+    if jax.process_count() > 1:  # each process makes its own calls: their total
+        from jax.experimental import multihost_utils
+
+        calls = int(np.sum(multihost_utils.process_allgather(np.array([calls]))))
+    return rows, wall, calls
 
 
 def gathered_rss():
@@ -119,7 +127,8 @@ def gathered_rss():
 
 
 def slot_utilisation(rows, calls, bs, chunk_steps):
-    """Σ steps / (calls · slots · chunk_steps): the fraction of the solver steps the compiled
+    """Σ steps / (calls · slots · chunk_steps), with the calls of every process and the slots
+    of one (`bs` / processes): the fraction of the solver steps the compiled
     calls could take that went to a problem (a lower bound: a call whose slots all stop early,
     at events, costs less than chunk_steps steps). What is missing is slots idling after their
     problem's event or end until the call returns, and empty slots at the end of the queue."""
@@ -152,6 +161,9 @@ def main(argv=None):
     p.add_argument("--processes", type=int, default=1,
                    help="run the sweep as N processes joined by jax.distributed (one per CPU core); the "
                    "loop runs in process 0 alone, the others waiting")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="sweeps of the whole grid; the median wall time gives the throughput (the machines "
+                   "are shared and noisy)")
     p.add_argument("--json", help="write every number to this JSON file")
     args = p.parse_args(argv)
     if args.processes > 1 and not is_launched():
@@ -160,8 +172,8 @@ def main(argv=None):
     if is_launched():
         init_distributed()
     first = jax.process_index() == 0
-    if args.scale < 1 or args.batch_size < 1 or args.loop_sample < 2 or args.chunk_steps < 1 or args.processes < 1:
-        p.error("--scale, --batch-size, --chunk-steps and --processes must be >= 1, --loop-sample >= 2")
+    if min(args.scale, args.batch_size, args.chunk_steps, args.processes, args.repeats) < 1 or args.loop_sample < 2:
+        p.error("--scale, --batch-size, --chunk-steps, --processes and --repeats must be >= 1, --loop-sample >= 2")
 
     if args.quick:
         n_lags, widths, n_seeds, lag_max = 8, (4, 8), 2, 14.0
@@ -215,14 +227,20 @@ def main(argv=None):
     for k in fractions:
         sub = [c for c in grid if lags.index(c["lag"]) % k == 0]
         rows, wall, calls = sweep(sub, bs, chunk_steps=cs)
+        walls = [wall]
+        if k == 1:
+            for _ in range(args.repeats - 1):
+                walls.append(sweep(sub, bs, chunk_steps=cs)[1])
+            wall = float(np.median(walls))
         rss = gathered_rss()
-        rec = dict(n=len(sub), wall_s=wall, per_s=len(sub) / wall, per_min=60 * len(sub) / wall, calls=calls,
+        rec = dict(n=len(sub), wall_s=wall, walls_s=walls, per_s=len(sub) / wall, per_min=60 * len(sub) / wall, calls=calls,
                    peak_rss_mib=sum(rss), peak_rss_per_process_mib=rss, device_peak_mib=device_peak_mib(),
                    status={s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}})
         out["grids"].append(rec)
         dev = "-" if rec["device_peak_mib"] is None else f"{rec['device_peak_mib']:.0f}"
         print(f"  {rec['n']:>8} {wall:>8.1f} {rec['per_s']:>11.2f} {rec['per_min']:>13.0f} "
-              f"{rec['peak_rss_mib']:>13.0f} {dev:>16}   status {rec['status']}")
+              f"{rec['peak_rss_mib']:>13.0f} {dev:>16}   status {rec['status']}"
+              + (f"   (median of {len(walls)}: {', '.join(f'{w:.1f}' for w in walls)} s)" if len(walls) > 1 else ""))
         if k == 1:
             rows_full, wall_full, calls_full = rows, wall, calls
     sweep_rate = n / wall_full
@@ -300,7 +318,7 @@ def main(argv=None):
               f"{'slot utilisation':>17}")
         for name, rows, wall, calls in orders:
             s_ind = indiv(rows)
-            util = slot_utilisation(rows, calls, bs, cs)
+            util = slot_utilisation(rows, calls, bs // jax.process_count(), cs)
             uneven[name] = dict(wall_s=wall, sum_individual_s=s_ind, wall_over_sum=wall / s_ind, calls=calls,
                                 slot_utilisation=util)
             print(f"  {name:<9} {wall:>12.1f} {s_ind:>15.1f} {wall / s_ind:>13.3f} {calls:>6} {util:>17.3f}")

@@ -4,7 +4,9 @@ Why: on a CPU, XLA runs a vmapped batch on one core. Splitting the host into sev
 devices of one process (`--xla_force_host_platform_device_count`) does not work for the
 gradient flow with jax 0.10 (devices running its program concurrently hang; see
 benchmarks/RESULTS.md), but separate processes, one per core, each with its own device, do:
-the sweep then shards its batch over the processes exactly as over the hosts of a cluster.
+the sweep then runs over the processes exactly as over the hosts of a cluster (the discrete
+optimisers' batches sharded over them; the flow's slots in each process, through its own
+share of the queue).
 """
 
 import os

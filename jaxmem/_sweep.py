@@ -8,12 +8,15 @@ hyper-parameters. Batches are sharded over all devices JAX sees (and over the pr
 slowest member finishes, so uneven costs are handled twice: the gradient flow uses continuous
 batching (slots advanced a bounded number of steps per call and refilled as their problems
 finish; `_sweep_flow`), and the discrete optimisers' fixed batches are ordered by predicted
-plateau length.
+plateau length. With several processes, the flow's slots are not run in lockstep: each
+process advances its own slots through its own share of the queue and the processes trade
+finished rows every few seconds (a call of one process never waits for another's).
 """
 
 import functools
 import itertools
 import math
+import os
 import time
 import warnings
 
@@ -202,13 +205,14 @@ def _mesh(devices=None):
 def _flow_devices(devices):
     """The devices a flow batch may use. Several XLA:CPU host devices running the flow's
     program concurrently hang with jax 0.10 (Rodas4's LAPACK LU with the moments' exp/erfc;
-    benchmarks/RESULTS.md), so on a single-process CPU platform flow batches use one device."""
-    if devices[0].platform == "cpu" and len(devices) > 1 and jax.process_count() == 1:
+    benchmarks/RESULTS.md), so a process runs its flow slots on one of its CPU devices (several
+    processes, `--processes N`, use several cores)."""
+    if devices[0].platform == "cpu" and len(devices) > 1:
         warnings.warn(
             f"plateau_sweep: {len(devices)} CPU devices found; flow batches run on one of them "
             "(with jax 0.10, concurrent XLA:CPU devices hang on the flow's program: its LAPACK LU "
             "together with the moments' exp/erfc). "
-            "The other optimisers use all of them.", RuntimeWarning, stacklevel=3,
+            "The other optimisers use all of them.", RuntimeWarning, stacklevel=4,
         )
         return devices[:1]
     return devices
@@ -263,6 +267,12 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     - `on_batch(rows)`: called with the rows of each batch, or of the flow problems finished
       by a call, as soon as they are known (e.g. to write them).
 
+    With several processes (`jax.distributed`), the discrete optimisers' batches are sharded
+    over every process's devices; the flow runs `batch_size` / processes slots in each
+    process, each process through every P-th configuration of the ordered queue, and the
+    processes trade finished rows every 2 s and at the end, so every process returns every
+    row (and `on_batch` sees the other processes' rows at those exchanges).
+
     **Returns:** list of row dicts (config, tau_param, tau_loss, steps, status, wall_s), in
     the order they finished. `wall_s` is the row's share of the sweep's wall time.
 
@@ -285,7 +295,6 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
                    for g in {(c["optimizer"], c["parameterization"]) for c in todo}), default=1)
     bs = max(1, min(int(batch_size), largest))
     bs = ndev * math.ceil(bs / ndev)
-    flow_devices = _flow_devices(devices) if any(c["optimizer"] == "flow" for c in todo) else devices
     max_width = max((c["width"] for c in configs), default=1)
     dtype = jnp.zeros(()).dtype
     groups = {}
@@ -311,7 +320,7 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
             if kind == "flow":
                 fn = _FlowSlots(p, max_width, int(max_steps or 8192), int(chunk_steps), float(perturbation),
                                 float(delta_param), float(delta_loss), float(rtol), float(atol))
-                _sweep_flow(fn, _mesh(flow_devices), group, bs, dtype, settings, emit)
+                _sweep_flow(fn, group, bs, dtype, settings, emit)
             else:
                 batch = _Batch(kind, p, max_width, int(train_max_steps), float(perturbation),
                                float(delta_param), float(delta_loss))
@@ -368,15 +377,69 @@ def _sweep_batches(batch, mesh, group, bs, dtype, settings, emit):
              f"{batch.kind} L={min(lags):g}..{max(lags):g} ({len(chunk)} configs)")
 
 
-def _sweep_flow(fn, mesh, group, bs, dtype, settings, emit):
+def _sweep_flow(fn, group, bs, dtype, settings, emit):
     """The gradient flow with continuous batching: `bs` slots; after every call the finished
-    problems leave their slots and the next configurations of the queue take them."""
+    problems leave their slots and the next configurations of the queue take them.
+
+    In one process the slots are sharded over the process's devices. With several processes
+    (`jax.distributed`) each process runs its own slots (`bs` / processes of them) on its own
+    devices through its own share of the queue (every P-th configuration of the ordered
+    queue, so the shares cost alike), with no collective per call: a call of one process
+    never waits for another's. The processes exchange their finished rows every
+    `_EXCHANGE_S` seconds and once more at the end (`_exchange`), so that every process
+    returns, and process 0 writes, every row."""
+    nproc = jax.process_count()
+    devices = _flow_devices(jax.local_devices() if nproc > 1 else jax.devices())
+    mesh = _mesh(devices)
+    if nproc == 1:
+        for records in _run_slots(fn, mesh, group, range(len(group)), bs, dtype):
+            _emit_records(records, group, settings, emit)
+        return
+    local_bs = max(len(devices), bs // nproc)
+    local_bs = len(devices) * math.ceil(local_bs / len(devices))
+    mine = range(jax.process_index(), len(group), nproc)
+    calls = _run_slots(fn, mesh, group, mine, local_bs, dtype)
+    every = float(os.environ.get("JAXMEM_EXCHANGE_S", _EXCHANGE_S))
+    pending, finished, last = [], False, time.perf_counter()
+    while True:
+        if not finished:
+            records = next(calls, None)
+            if records is None:
+                finished = True
+            else:
+                _emit_records(records, group, settings, emit)  # this process's own rows at once
+                pending.extend(records)
+                if time.perf_counter() - last < every:
+                    continue
+        others, all_finished = _exchange(pending, finished)
+        pending, last = [], time.perf_counter()
+        _emit_records(others, group, settings, emit)
+        if all_finished:
+            return
+
+
+#: Seconds between the exchanges of finished rows of a multi-process flow sweep (an interrupt
+#: loses at most this much of the other processes' work, besides the calls in flight); the
+#: environment variable JAXMEM_EXCHANGE_S overrides it.
+_EXCHANGE_S = 2.0
+# A finished flow problem travels between processes as one row of numbers: its index in the
+# group, then these fields of the call's summary, then its wall times.
+_RECORD_FIELDS = ("tau_param", "tau_loss", "steps", "ok", "reached_param", "reached_loss")
+
+
+def _run_slots(fn, mesh, group, indices, bs, dtype):
+    """Continuous batching of the configurations `group[i]`, `i` in `indices` (in that
+    order), in `bs` slots on `mesh`. Yields, after every compiled call, the records (one
+    array row each: index, `_RECORD_FIELDS`, wall_s, batch_wall_s) of the problems it
+    finished, possibly none."""
+    if not len(indices):
+        return
     sharding = NamedSharding(mesh, PartitionSpec("batch"))
-    queue = iter(group)
-    slot_cfg = [None] * bs
+    queue = iter(indices)
+    slot_idx = [None] * bs
     slot_wall = [0.0] * bs
     slot_start = [0.0] * bs
-    filler = group[0]
+    filler = group[indices[0]]
     # The slots' initial contents (all refilled by the first call: only the shapes matter).
     shapes = jax.eval_shape(jax.vmap(fn.start), jnp.zeros(bs, dtype), jnp.zeros(bs, np.int32),
                             jnp.zeros((bs, 2), np.uint32), jnp.zeros(bs, bool))
@@ -386,36 +449,62 @@ def _sweep_flow(fn, mesh, group, bs, dtype, settings, emit):
         refill = np.zeros(bs, bool)
         now = time.perf_counter()
         for i in range(bs):
-            if slot_cfg[i] is None:
-                c = next(queue, None)
-                if c is not None:
-                    slot_cfg[i], slot_wall[i], slot_start[i] = c, 0.0, now
+            if slot_idx[i] is None:
+                j = next(queue, None)
+                if j is not None:
+                    slot_idx[i], slot_wall[i], slot_start[i] = j, 0.0, now
                     refill[i] = True
         if first:
             refill[:] = True  # placeholders in the slots no configuration took
             first = False
-        busy = [i for i in range(bs) if slot_cfg[i] is not None]
+        busy = [i for i in range(bs) if slot_idx[i] is not None]
         if not busy:
             return
-        cfgs = [slot_cfg[i] or filler for i in range(bs)]
+        cfgs = [filler if j is None else group[j] for j in slot_idx]
         arrays = [
-            refill, np.array([c is not None for c in slot_cfg]),
+            refill, np.array([j is not None for j in slot_idx]),
             np.array([c["lag"] for c in cfgs], dtype), np.array([c["width"] for c in cfgs], np.int32),
             np.stack([_key_data(c["seed"]) for c in cfgs]),
         ]
         t0 = time.perf_counter()
         slots, out = _advance_flow(fn, mesh, slots, *[_put(x, sharding) for x in arrays])
-        out = _gather(out)
+        out = jax.tree_util.tree_map(np.asarray, out)  # the mesh is this process's own devices
         wall = time.perf_counter() - t0
-        new = []
+        records = []
         for i in busy:
             slot_wall[i] += wall / len(busy)
             if out["finished"][i]:
-                new.append(_row(slot_cfg[i], settings, out, i, slot_wall[i], time.perf_counter() - slot_start[i]))
-                slot_cfg[i] = None
-        if new:
-            lags = [r["lag"] for r in new]
-            emit(new, f"flow L={min(lags):g}..{max(lags):g} ({len(busy)} running)")
+                records.append([slot_idx[i], *(float(out[k][i]) for k in _RECORD_FIELDS), slot_wall[i],
+                                time.perf_counter() - slot_start[i]])
+                slot_idx[i] = None
+        yield np.array(records, np.float64).reshape(-1, 3 + len(_RECORD_FIELDS))
+
+
+def _emit_records(records, group, settings, emit):
+    if not len(records):
+        return
+    out = {k: records[:, 1 + n] for n, k in enumerate(_RECORD_FIELDS)}
+    rows = [_row(group[int(rec[0])], settings, out, n, float(rec[-2]), float(rec[-1])) for n, rec in enumerate(records)]
+    lags = [r["lag"] for r in rows]
+    emit(rows, f"flow L={min(lags):g}..{max(lags):g}")
+
+
+def _exchange(records, finished):
+    """All processes' records since the last exchange, but this process's own, and whether
+    every process has finished its share (a collective: every process calls it in turn)."""
+    from jax.experimental import multihost_utils
+
+    width = 3 + len(_RECORD_FIELDS)
+    records = np.asarray(records, np.float64).reshape(-1, width)
+    counts = np.asarray(multihost_utils.process_allgather(np.array([len(records), int(finished)])))
+    most = int(counts[:, 0].max())
+    others = np.zeros((0, width))
+    if most:
+        buf = np.zeros((most, width))
+        buf[: len(records)] = records
+        every = np.asarray(multihost_utils.process_allgather(buf))
+        others = np.concatenate([every[q, : counts[q, 0]] for q in range(len(counts)) if q != jax.process_index()])
+    return others, bool(counts[:, 1].all())
 
 
 def status(reached_param, reached_loss, solver_ok=True):

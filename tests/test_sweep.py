@@ -579,19 +579,21 @@ def _cli_run(args, env_extra=None, timeout=600):
 
 @pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
-    """The same flow grid by two processes joined by jax.distributed (each computes its shard
-    of every call; process 0 writes) and by one: the same rows. A rerun of the two-process
-    command resumes (both processes skip the finished rows) and computes nothing."""
-    grid = ["--optimizer", "flow", "--lags", "8", "9", "10", "--width", "4", "--batch-size", "4",
+    """The same flow grid by two processes joined by jax.distributed (each runs its own share
+    of the queue in its own slot, exchanging finished rows after every call here, with shares
+    of unequal length; process 0 writes) and by one: the same rows. A rerun of the
+    two-process command resumes (both processes skip the finished rows) and computes
+    nothing."""
+    grid = ["--optimizer", "flow", "--lags", "8", "9", "10", "11", "12", "--width", "4", "--batch-size", "2",
             "--delta-loss", "0.05", "--no-progress"]
-    two = _cli_run([*grid, "--processes", "2", "--out", str(tmp_path / "two")])
+    two = _cli_run([*grid, "--processes", "2", "--out", str(tmp_path / "two")], env_extra={"JAXMEM_EXCHANGE_S": "0"})
     assert two.returncode == 0, two.stderr[-3000:]
     assert "devices 2" in two.stdout  # process 0's view: one device per process
     one = _cli_run([*grid, "--out", str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr[-3000:]
     rows_two = _by_key(_csv_rows(tmp_path / "two" / "plateau.csv"))
     rows_one = _by_key(_csv_rows(tmp_path / "one" / "plateau.csv"))
-    assert set(rows_two) == set(rows_one) and len(rows_one) == 3
+    assert set(rows_two) == set(rows_one) and len(rows_one) == 5
     for key, r in rows_one.items():
         assert r["status"] == rows_two[key]["status"] == "ok"
         np.testing.assert_allclose(float(rows_two[key]["tau_param"]), float(r["tau_param"]), rtol=1e-9)
@@ -599,7 +601,7 @@ def test_two_processes_equal_one(tmp_path):
     before = _snapshot(tmp_path / "two")
     again = _cli_run([*grid, "--processes", "2", "--out", str(tmp_path / "two")])
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming: 3 of 3" in again.stdout
+    assert "resuming: 5 of 5" in again.stdout
     assert _snapshot(tmp_path / "two")["plateau.csv"] == before["plateau.csv"]
 
 
