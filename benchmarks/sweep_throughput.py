@@ -27,8 +27,8 @@ steps per compiled call, and a finished problem's slot takes the next one at onc
 CPU cores: XLA runs a vmapped batch on one core. `--processes N` runs the sweep as N processes
 joined by `jax.distributed` (the multi-host code path, on one host), one device each: each
 process runs `--batch-size`/N slots through its own share of the queue (no collective per
-call; finished rows are traded every 2 s); the loop is timed in process 0 while the others
-wait. (One
+call; finished rows are traded every 2 s), each pinned to its own CPUs; the loop is timed
+in process 0, unpinned, while the others wait. (One
 process split into several XLA devices, `--xla_force_host_platform_device_count`, hangs on the
 flow's program with jax 0.10: see benchmarks/RESULTS.md.)
 
@@ -63,7 +63,7 @@ import numpy as np
 import jaxmem
 from jaxmem import _sweep
 from jaxmem._cli import init_distributed
-from jaxmem._launch import is_launched, launch_local
+from jaxmem._launch import is_launched, launch_local, pin_threads
 from jaxmem._plateau import _sync
 
 DELTA_PARAM, DELTA_LOSS = 0.05, 0.01  # delta_loss 0.01: reached up to L = 30 and beyond
@@ -261,6 +261,11 @@ def main(argv=None):
           "(peak)")
 
     # --- the loop: a random sample, scaled (process 0 alone; the others wait) -----------------
+    # With --processes, process 0 runs pinned to its share of the CPUs (launch_local); the loop
+    # is timed with every CPU open to it, as in a plain single process.
+    pinned = os.environ.get("JAXMEM_CPUS")
+    if first and pinned:
+        pin_threads(range(os.cpu_count()))
     if first:
         rng = random.Random(0)
         sample = rng.sample(range(n), min(args.loop_sample, n))
@@ -298,6 +303,8 @@ def main(argv=None):
               if len(per) > 1 else "") + "  (goal < 1024 MiB)")
         if devices[0].platform == "gpu":
             print(f"PER MINUTE on {devices[0].device_kind}: {60 * sweep_rate:.0f}  (goal ≥ 10,000)")
+    if first and pinned:
+        pin_threads(pinned.split(","))
     _sync("loop")
 
     # --- uneven costs: ordered vs shuffled, vs the sum of individual times ---------------------

@@ -163,13 +163,18 @@ def enable_compilation_cache():
 def init_distributed():
     """`jax.distributed.initialize` from the environment when JAXMEM_DISTRIBUTED=1 (several
     hosts: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; or auto-detection on
-    SLURM / TPU pods when those are unset)."""
+    SLURM / TPU pods when those are unset). With JAXMEM_CPUS (a comma-separated list, set by
+    `--processes N`) the process's threads are first pinned to those CPUs."""
     import os
 
     import jax
 
     if os.environ.get("JAXMEM_DISTRIBUTED", "") not in ("1", "true", "yes"):
         return False
+    if os.environ.get("JAXMEM_CPUS"):  # set by `--processes N` (launch_local): this process's cores
+        from ._launch import pin_threads
+
+        pin_threads(os.environ["JAXMEM_CPUS"].split(","))
     # Cross-process collectives of the CPU backend (the sweep's gathers); GPU/TPU use their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {}

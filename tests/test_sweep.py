@@ -638,3 +638,31 @@ def test_read_only_store_never_writes(tmp_path):
     with pytest.raises(StoreError, match="other settings"):
         RowStore(str(tmp_path / "run"), {"a": 2}, cols, read_only=True)
     assert _snapshot(tmp_path / "run") == before
+
+
+def test_cpu_groups_split_the_cpus():
+    from jaxmem._launch import cpu_groups
+
+    cpus = sorted(os.sched_getaffinity(0))
+    assert cpu_groups(1) == [cpus]
+    assert cpu_groups(len(cpus) + 1) is None
+    groups = cpu_groups(len(cpus))
+    assert sorted(c for g in groups for c in g) == cpus and all(len(g) == 1 for g in groups)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to tell pinned from not")
+def test_pin_threads_pins_every_thread():
+    # In a child process: threads started before and after the call all end up on one CPU.
+    code = (
+        "import os, threading, time\n"
+        "from jaxmem._launch import pin_threads\n"
+        "ev = threading.Event(); t = threading.Thread(target=ev.wait); t.start()\n"
+        "cpu = min(os.sched_getaffinity(0)); pin_threads([cpu])\n"
+        "u = threading.Thread(target=ev.wait); u.start()\n"
+        "masks = {tid: os.sched_getaffinity(int(tid)) for tid in os.listdir('/proc/self/task')}\n"
+        "ev.set(); t.join(); u.join()\n"
+        "assert len(masks) >= 3 and all(m == {cpu} for m in masks.values()), masks\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
