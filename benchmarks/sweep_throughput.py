@@ -10,7 +10,10 @@ Reports
 - compile times (sweep and loop) separately from run times;
 - problems per second (and per minute) of the sweep and of the loop, and their ratio. The
   loop is timed on a random sample of `--loop-sample` configurations (fixed seed) and scaled
-  to the grid (the sample is uniform, so its mean is an unbiased per-problem time);
+  to the grid (the sample is uniform, so its mean is an unbiased per-problem time). The
+  machines are noisy, so `--repeats` rounds each time the whole-grid sweep and then the loop
+  sample side by side; the median of the rounds' ratios is the ratio reported (the ratio of
+  the medians is printed too);
 - peak host memory (`ru_maxrss`, each process's high-water mark, summed over processes) and,
   on a GPU, device memory (`peak_bytes_in_use`) after sweeps over growing grids (¼, ½ and all
   of the lags, run in that order, so each number is the peak up to and including that grid),
@@ -162,8 +165,8 @@ def main(argv=None):
                    help="run the sweep as N processes joined by jax.distributed (one per CPU core); the "
                    "loop runs in process 0 alone, the others waiting")
     p.add_argument("--repeats", type=int, default=3,
-                   help="sweeps of the whole grid; the median wall time gives the throughput (the machines "
-                   "are shared and noisy)")
+                   help="rounds of (whole-grid sweep, loop sample), each timing both side by side; the median "
+                   "of the rounds' ratios is reported (the machines are shared and noisy)")
     p.add_argument("--json", help="write every number to this JSON file")
     args = p.parse_args(argv)
     if args.processes > 1 and not is_launched():
@@ -227,23 +230,16 @@ def main(argv=None):
     for k in fractions:
         sub = [c for c in grid if lags.index(c["lag"]) % k == 0]
         rows, wall, calls = sweep(sub, bs, chunk_steps=cs)
-        walls = [wall]
-        if k == 1:
-            for _ in range(args.repeats - 1):
-                walls.append(sweep(sub, bs, chunk_steps=cs)[1])
-            wall = float(np.median(walls))
         rss = gathered_rss()
-        rec = dict(n=len(sub), wall_s=wall, walls_s=walls, per_s=len(sub) / wall, per_min=60 * len(sub) / wall, calls=calls,
+        rec = dict(n=len(sub), wall_s=wall, per_s=len(sub) / wall, per_min=60 * len(sub) / wall, calls=calls,
                    peak_rss_mib=sum(rss), peak_rss_per_process_mib=rss, device_peak_mib=device_peak_mib(),
                    status={s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}})
         out["grids"].append(rec)
         dev = "-" if rec["device_peak_mib"] is None else f"{rec['device_peak_mib']:.0f}"
         print(f"  {rec['n']:>8} {wall:>8.1f} {rec['per_s']:>11.2f} {rec['per_min']:>13.0f} "
-              f"{rec['peak_rss_mib']:>13.0f} {dev:>16}   status {rec['status']}"
-              + (f"   (median of {len(walls)}: {', '.join(f'{w:.1f}' for w in walls)} s)" if len(walls) > 1 else ""))
+              f"{rec['peak_rss_mib']:>13.0f} {dev:>16}   status {rec['status']}")
         if k == 1:
-            rows_full, wall_full, calls_full = rows, wall, calls
-    sweep_rate = n / wall_full
+            rows_full, calls_full = rows, calls
 
     # --- compile: the single-configuration function (jitted once; process 0 only) -------------
     if first:
@@ -260,52 +256,72 @@ def main(argv=None):
     print(f"host memory after compiling the loop's function as well: {sum(out['rss_after_loop_compile_mib']):.0f} MiB "
           "(peak)")
 
-    # --- the loop: a random sample, scaled (process 0 alone; the others wait) -----------------
-    # With --processes, process 0 runs pinned to its share of the CPUs (launch_local); the loop
-    # is timed with every CPU open to it, as in a plain single process.
+    # --- rounds: the whole grid by the sweep, then the loop's sample (process 0 alone) --------
+    # The machine's speed drifts from minute to minute: each round times both side by side, and
+    # the median of the rounds' ratios is reported. With --processes, process 0 runs pinned to
+    # its share of the CPUs (launch_local); the loop is timed with every CPU open to it, as in a
+    # plain single process, while the other processes wait at a barrier.
     pinned = os.environ.get("JAXMEM_CPUS")
-    if first and pinned:
-        pin_threads(range(os.cpu_count()))
+    rng = random.Random(0)
+    sample = rng.sample(range(n), min(args.loop_sample, n))
+    by_key = {r["key"]: r for r in rows_full}
+    rounds, times, steps, rel = [], [], [], []
+    print(f"\nrounds (the {n}-problem sweep, then the loop over jaxmem.hitting_times, jitted once, on {len(sample)} "
+          f"sampled configurations, scaled to {n}):")
+    print(f"  {'round':>5} {'sweep s':>8} {'loop s/problem':>15} {'loop s (est.)':>14} {'ratio':>7}")
+    for rnd in range(args.repeats):
+        _sync(f"round-{rnd}")
+        _, wall, _ = sweep(grid, bs, chunk_steps=cs)
+        _sync(f"round-{rnd}-swept")
+        if first:
+            if pinned:
+                pin_threads(range(os.cpu_count()))
+            round_times = []
+            for i in sample:
+                c = grid[i]
+                t0 = time.perf_counter()
+                h = run_single(c, max_width)
+                round_times.append(time.perf_counter() - t0)
+                if rnd == 0:
+                    steps.append(int(h.steps))
+                    r = by_key[jaxmem.config_key(c)]
+                    for a, b in ((r["tau_param"], float(h.tau_param)), (r["tau_loss"], float(h.tau_loss))):
+                        if math.isfinite(a) and math.isfinite(b):
+                            rel.append(abs(a - b) / abs(b))
+                        elif a != b:
+                            rel.append(math.inf)
+            if pinned:
+                pin_threads(pinned.split(","))
+            if rnd == 0:
+                times = round_times
+            per = float(np.mean(round_times))
+            rounds.append(dict(sweep_wall_s=wall, loop_mean_s=per, ratio=per * n / wall))
+            print(f"  {rnd + 1:>5} {wall:>8.2f} {per:>15.4f} {per * n:>14.1f} {per * n / wall:>6.2f}×")
+        _sync(f"round-{rnd}-looped")
+    wall_full = float(np.median([r["sweep_wall_s"] for r in rounds])) if first else None
     if first:
-        rng = random.Random(0)
-        sample = rng.sample(range(n), min(args.loop_sample, n))
-        by_key = {r["key"]: r for r in rows_full}
-        times, steps, rel = [], [], []
-        t_loop = time.perf_counter()
-        for i in sample:
-            c = grid[i]
-            t0 = time.perf_counter()
-            h = run_single(c, max_width)
-            times.append(time.perf_counter() - t0)
-            steps.append(int(h.steps))
-            r = by_key[jaxmem.config_key(c)]
-            for a, b in ((r["tau_param"], float(h.tau_param)), (r["tau_loss"], float(h.tau_loss))):
-                if math.isfinite(a) and math.isfinite(b):
-                    rel.append(abs(a - b) / abs(b))
-                elif a != b:
-                    rel.append(math.inf)
-        t_loop = time.perf_counter() - t_loop
-        loop_per = float(np.mean(times))
+        sweep_rate = n / wall_full
+        loop_per = float(np.median([r["loop_mean_s"] for r in rounds]))
         loop_rate = 1.0 / loop_per
-        ratio = sweep_rate / loop_rate
-        out.update(loop=dict(sample=len(sample), sample_wall_s=t_loop, mean_s=loop_per, per_s=loop_rate,
-                             per_min=60 * loop_rate, estimated_grid_s=loop_per * n,
-                             max_rel_diff_vs_sweep=max(rel) if rel else None),
-                   sweep=dict(wall_s=wall_full, per_s=sweep_rate, per_min=60 * sweep_rate), ratio=ratio)
-        print(f"\nloop over jaxmem.hitting_times (jitted once; {len(sample)} of {n} configurations timed, scaled): "
-              f"{loop_per:.3f} s per problem -> {loop_rate:.2f} problems/s, ≈ {loop_per * n:.0f} s for the grid")
-        print(f"  loop vs sweep hitting times: max relative difference {max(rel) if rel else float('nan'):.1e}")
+        ratio = float(np.median([r["ratio"] for r in rounds]))
+        each = ", ".join(f"{r['ratio']:.2f}" for r in rounds)
+        out.update(loop=dict(sample=len(sample), mean_s=loop_per, per_s=loop_rate, per_min=60 * loop_rate,
+                             estimated_grid_s=loop_per * n, max_rel_diff_vs_sweep=max(rel) if rel else None),
+                   sweep=dict(wall_s=wall_full, per_s=sweep_rate, per_min=60 * sweep_rate), ratio=ratio,
+                   rounds=rounds)
+        print(f"  medians: sweep {wall_full:.2f} s, loop {loop_per:.4f} s/problem; loop vs sweep hitting times: max "
+              f"relative difference {max(rel) if rel else float('nan'):.1e}")
+        out["ratio_of_medians"] = sweep_rate / loop_rate
         print(f"\nTHROUGHPUT  sweep {sweep_rate:.2f} problems/s ({60 * sweep_rate:.0f}/min, {jax.process_count()} "
-              f"process(es))  vs  loop {loop_rate:.2f} problems/s  ->  ratio {ratio:.2f}×   (goal ≥ 3× on 2 CPU cores)")
+              f"process(es))  vs  loop {loop_rate:.2f} problems/s  (medians)")
+        print(f"RATIO  {ratio:.2f}×, the median of the {len(rounds)} rounds' ratios ({each}); ratio of the medians "
+              f"{sweep_rate / loop_rate:.2f}×   (goal ≥ 3× on 2 CPU cores)")
         host = out["grids"][-1]["peak_rss_mib"]
         per = out["grids"][-1]["peak_rss_per_process_mib"]
         print(f"PEAK HOST MEMORY ({n} problems): {host:.0f} MiB" + (f" (processes: {', '.join(f'{x:.0f}' for x in per)})"
               if len(per) > 1 else "") + "  (goal < 1024 MiB)")
         if devices[0].platform == "gpu":
             print(f"PER MINUTE on {devices[0].device_kind}: {60 * sweep_rate:.0f}  (goal ≥ 10,000)")
-    if first and pinned:
-        pin_threads(pinned.split(","))
-    _sync("loop")
 
     # --- uneven costs: ordered vs shuffled, vs the sum of individual times ---------------------
     orders = [("ordered", rows_full, wall_full, calls_full)]
