@@ -97,7 +97,7 @@ def _run_plateau(args):
           f"parameterizations {list(settings.parameterizations)}, devices {len(__import__('jax').devices())}")
     import jax
 
-    # With several processes every one computes its shard; only process 0 writes files.
+    # With several processes every one computes its share; only process 0 writes files.
     first = jax.process_index() == 0
     run_plateau(settings, args.out, progress=not args.no_progress and first, log=print if first else None)
     if first:

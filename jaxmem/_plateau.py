@@ -98,14 +98,14 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     if out_dir is not None and writer:
         _sync("jaxmem-plateau-store")
     done = {r["key"] for r in store.done_rows} if store else set()
-    if not writer:
-        store_rows, store = (store.done_rows if store else []), None
     unknown = sorted(done - {config_key(c) for c in configs})
     if unknown:  # same settings, yet rows of configurations outside the grid: a damaged file
         raise StoreError(
             f"{store.rows_path} holds {len(unknown)} row(s) of configurations outside this grid "
             f"(e.g. {unknown[0]!r}): a damaged or edited file (nothing was changed)."
         )
+    if not writer:
+        store_rows, store = (store.done_rows if store else []), None
     t_start = time.perf_counter()
     new_rows = plateau_sweep(
         configs, delta_param=settings.delta_param, delta_loss=settings.delta_loss,

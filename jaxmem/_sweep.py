@@ -182,7 +182,7 @@ class _jit_for_cpu:
     the function compiled without it."""
 
     def __init__(self, fun, static_argnums):
-        self.fun, self.static_argnums, self.jitted = fun, static_argnums, None
+        self.fun, self.static_argnums, self.jitted, self.options = fun, static_argnums, None, {}
         functools.update_wrapper(self, fun)
 
     def __call__(self, *args):
@@ -419,7 +419,7 @@ def _sweep_flow(fn, group, bs, dtype, settings, emit):
     `_EXCHANGE_S` seconds and once more at the end (`_exchange`), so that every process
     returns, and process 0 writes, every row."""
     nproc = jax.process_count()
-    devices = _flow_devices(jax.local_devices() if nproc > 1 else jax.devices())
+    devices = _flow_devices(jax.local_devices())
     mesh = _mesh(devices)
     if nproc == 1:
         for records in _run_slots(fn, mesh, group, range(len(group)), bs, dtype):
