@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a machine with only python3 and make:
 #   make demo   -> .venv with jaxmem, then the main job (quick plateau map)
-#   make test   -> .venv with jaxmem[test], then the test suite
+#   make test   -> .venv with jaxmem[test], then the documentation build and the test suite
+#   make docs   -> the documentation site in site/ (mkdocs-material, built strictly)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-quick install install-test bench clean
+.PHONY: demo test test-quick docs install install-test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +28,14 @@ install-test: $(TSTAMP)
 demo: $(STAMP)
 	$(VENV)/bin/jaxmem demo --out runs/demo
 
-# The whole suite, slow tests and notebooks included (what CI runs; ~15 min on 2 cores).
+# The documentation build, then the whole suite, slow tests and notebooks included (what CI
+# runs; ~15 min on 2 cores).
 test: $(TSTAMP)
+	$(PY) -m mkdocs build --strict --quiet --site-dir site
 	$(PY) -m pytest -q -m "slow or notebook or not (slow or notebook)" $(PYTEST_ARGS)
+
+docs: $(TSTAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # The default suite without the slow tests and notebooks (~8 min on 2 cores).
 test-quick: $(TSTAMP)
@@ -42,4 +48,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/approx_speed.py --quick
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

@@ -16,7 +16,8 @@ import scipy.special as sp
 
 jax.config.update("jax_enable_x64", True)
 import jaxmem
-from jaxmem._approx import error_map, start_rates
+from jaxmem import error_map
+from jaxmem.internal import start_rates
 
 
 def scaled_expn(nu, z):

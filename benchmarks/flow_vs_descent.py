@@ -1,9 +1,9 @@
-"""Plateau hitting times by the gradient flow vs by gradient descent (issue 3, item 8).
+"""Plateau hitting times by the gradient flow vs by gradient descent.
 
-For L in {12, 18, 24, 30} on the canonical experiment (m = 10, DESIGN §1.4), the wall time to
-find τ₀ (δ = 0.05) and τ₀′ (δ_loss = 0.01):
+For L in {12, 18, 24, 30} on the canonical experiment (m = 10), the wall time to find τ₀
+(δ = 0.05) and τ₀′ (δ_loss = 0.01):
 
-- flow: `jaxmem.hitting_times` (Kvaerno5 + Chord, events), one call gives both times;
+- flow: `jaxmem.hitting_times` (Rodas4, events), one call gives both times;
 - GD:   `jaxmem.train(..., "gd", lr=1e-2)` on the same exact loss, which stops when both hold.
 
 Times are after compilation (the first call of each, at L = 12, is reported separately as
@@ -75,7 +75,7 @@ def flow_vs_gd(cap, repeats):
     rows = []
     for lag in LAGS:
         t_flow, h = _timed(lambda: flow(lag), repeats)
-        assert bool(h.solver_ok) and bool(h.reached_param) and bool(h.reached_loss), lag
+        assert bool(h.result == jaxmem.RESULTS.successful), lag
         tau0, tau1 = float(h.tau_param), float(h.tau_loss)
         predicted = tau1 / LR  # GD iterations to τ₀′, from the flow
         if predicted <= cap:
@@ -112,7 +112,7 @@ def flow_vs_gd(cap, repeats):
 
 def _jaxmem_command():
     exe = os.path.join(os.path.dirname(sys.executable), "jaxmem")
-    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "jaxmem._cli"]
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "jaxmem"]
 
 
 def cli_cold_warm():
@@ -155,7 +155,7 @@ def main(argv=None):
           f"delta_param = {DELTA_PARAM}, delta_loss = {DELTA_LOSS}")
     print(f"jax {jax.__version__}, jaxmem {jaxmem.__version__}, device {jax.devices()[0]}, "
           f"{os.cpu_count()} CPUs, load average {load[0]:.1f}, {platform.platform()}")
-    print(f"flow: {jaxmem._flow.describe_default_solver()['solver']}, rtol 1e-8, atol 1e-10")
+    print(f"flow: {type(jaxmem.HittingTimeSearch().solver).__name__}, rtol 1e-8, atol 1e-10")
     flow_vs_gd(args.cap, args.repeats)
     if args.with_cli:
         print()

@@ -1,6 +1,6 @@
 """Loss and gradient of the canonical plateau problem: the exact path against adaptive quadrature.
 
-The canonical target of DESIGN §1.4 at lag L = 18: ρ(t) = e^{-t/2} + exp(-(t-18)²/(2·0.5²)),
+The canonical plateau target at lag L = 18: ρ(t) = e^{-t/2} + exp(-(t-18)²/(2·0.5²)),
 the width-10 diagonal model a = (1, 0, …, 0), w = geomspace(0.5, 4, 10) (so that ρ̂ = e^{-t/2}
 and the residual is the bump). Both paths compute J = ∫_0^∞ (ρ - ρ̂)² dt and its gradient in
 (a, w), jitted, with `jax.value_and_grad`:

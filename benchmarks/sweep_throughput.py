@@ -1,4 +1,4 @@
-"""Sweep throughput (issue 5, item 6): gradient-flow hitting times of a grid of plateau
+"""Sweep throughput: gradient-flow hitting times of a grid of plateau
 problems by `jaxmem.plateau_sweep` (one compiled, vmapped, sharded computation, with
 continuous batching) against a Python loop over the single-configuration
 `jaxmem.hitting_times` (jitted once), measured in the same run.
@@ -18,7 +18,7 @@ Reports
   on a GPU, device memory (`peak_bytes_in_use`) after sweeps over growing grids (¼, ½ and all
   of the lags, run in that order, so each number is the peak up to and including that grid),
   before the loop's function is compiled (which raises the process's peak on its own);
-- uneven costs (issue item 3): the sweep's wall time with the queue ordered by predicted
+- uneven costs: the sweep's wall time with the queue ordered by predicted
   plateau length (longest first) vs randomly shuffled, each compared with the sum of its
   members' individual times (estimated from the timed loop sample by a least-squares fit
   t = c0 + c1·steps, steps from the sweep's rows), and the slot utilisation
@@ -64,10 +64,14 @@ import jax.random as jr
 import numpy as np
 
 import jaxmem
-from jaxmem import _sweep
-from jaxmem._cli import init_distributed
-from jaxmem._launch import is_launched, launch_local, pin_threads
-from jaxmem._plateau import _sync
+from jaxmem.internal import (
+    canonical_params,
+    init_distributed,
+    is_launched,
+    launch_local,
+    pin_threads,
+    sync as _sync,
+)
 
 DELTA_PARAM, DELTA_LOSS = 0.05, 0.01  # delta_loss 0.01: reached up to L = 30 and beyond
 PERTURBATION = 0.01
@@ -93,26 +97,22 @@ def make_grid(n_lags, widths, n_seeds, lag_max=30.0):
     return lags, jaxmem.plateau_grid(lags, widths=widths, seeds=range(n_seeds), optimizers=("flow",))
 
 
-CALLS = {"n": 0}  # compiled flow calls of the sweeps (counted through the sweep's own function)
-_advance = _sweep._advance_flow
-
-
-def _counted(*a, **k):
-    CALLS["n"] += 1
-    return _advance(*a, **k)
-
-
-_sweep._advance_flow = _counted
+TRACES = {"n": 0}  # traces of the sweep's compiled flow program (JAX's compile log)
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, duration, **kw: TRACES.__setitem__("n", TRACES["n"] + 1)
+    if event == "/jax/core/compile/jaxpr_trace_duration" and kw.get("fun_name") == "advance_flow" else None
+)
 
 
 def sweep(configs, batch_size, order="predicted", chunk_steps=64):
     """(rows, wall seconds, compiled calls)."""
-    calls = CALLS["n"]
+    stats = {}
     t0 = time.perf_counter()
     rows = jaxmem.plateau_sweep(configs, batch_size=batch_size, delta_param=DELTA_PARAM, delta_loss=DELTA_LOSS,
-                                perturbation=PERTURBATION, order=order, progress=False, chunk_steps=chunk_steps)
+                                perturbation=PERTURBATION, order=order, progress=False, chunk_steps=chunk_steps,
+                                stats=stats)
     wall = time.perf_counter() - t0
-    calls = CALLS["n"] - calls
+    calls = stats.get("flow", 0)
     if jax.process_count() > 1:  # each process makes its own calls: their total
         from jax.experimental import multihost_utils
 
@@ -140,8 +140,8 @@ def slot_utilisation(rows, calls, bs, chunk_steps):
 
 def single_problem(c, max_width):
     """The sweep member `c` as a stand-alone model: the same padded, masked initialisation."""
-    a, w, mask = _sweep.initial_params(jnp.asarray(c["width"], jnp.int32), jr.key(c["seed"]), max_width,
-                                       PERTURBATION, jnp.float64)
+    a, w, mask = canonical_params(jnp.asarray(c["width"], jnp.int32), max_width, dtype=jnp.float64,
+                                  key=jr.key(c["seed"]), perturbation=PERTURBATION)
     model = jaxmem.DiagonalRNN(a, w, mask=mask)
     return model, jaxmem.plateau_target(jnp.asarray(c["lag"], jnp.float64))
 
@@ -208,10 +208,10 @@ def main(argv=None):
 
     # --- compile: the sweep (one batch of the shortest plateaus, twice) -----------------------
     warm = sorted(grid, key=lambda c: c["lag"])[:bs]
-    before = _sweep.TRACE_COUNT["n"]
+    before = TRACES["n"]
     _, first_s, _ = sweep(warm, bs, chunk_steps=cs)
     _, again, _ = sweep(warm, bs, chunk_steps=cs)
-    traces = _sweep.TRACE_COUNT["n"] - before
+    traces = TRACES["n"] - before
     out["sweep_compile_s"] = first_s - again
     print(f"sweep: first run {first_s:.1f} s, again {again:.2f} s -> compile ≈ {first_s - again:.1f} s "
           f"({traces} trace)")

@@ -2,10 +2,41 @@
 
 import importlib.metadata
 
+from . import internal as internal
+from ._approx import (
+    Approximation as Approximation,
+    best_approximation as best_approximation,
+    error_map as error_map,
+    width_needed as width_needed,
+)
+from ._distributed import enable_compilation_cache as enable_compilation_cache
 from ._errors import PrecisionWarning as PrecisionWarning
+from ._experiments.approx import (
+    ApproxSettings as ApproxSettings,
+    run_approx as run_approx,
+)
+from ._experiments.grid import config_key as config_key, plateau_grid as plateau_grid
+from ._experiments.plateau import (
+    PlateauSettings as PlateauSettings,
+    run_plateau as run_plateau,
+)
+from ._experiments.plots import plot_plateau_map as plot_plateau_map
+from ._experiments.store import RowStore as RowStore, StoreError as StoreError
+from ._experiments.sweep import plateau_sweep as plateau_sweep
+from ._flow import (
+    FlowResult as FlowResult,
+    default_solver as default_solver,
+    gradient_flow as gradient_flow,
+)
+from ._hitting import (
+    HittingTimes as HittingTimes,
+    HittingTimeSearch as HittingTimeSearch,
+    hitting_times as hitting_times,
+)
 from ._kernels import (
     AbstractKernel as AbstractKernel,
     Airy as Airy,
+    Damped as Damped,
     ExpSum as ExpSum,
     GaussianBump as GaussianBump,
     GridKernel as GridKernel,
@@ -29,42 +60,22 @@ from ._models import (
 from ._parameterization import (
     AbstractParameterization as AbstractParameterization,
     Best as Best,
+    BestParameterization as BestParameterization,
     Exp as Exp,
+    ExpParameterization as ExpParameterization,
     Identity as Identity,
+    IdentityParameterization as IdentityParameterization,
     Softplus as Softplus,
+    SoftplusParameterization as SoftplusParameterization,
 )
-
-try:
-    __version__ = importlib.metadata.version("jaxmem")
-except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
-    __version__ = "0+unknown"
-from ._approx import (
-    Approximation as Approximation,
-    best_approximation as best_approximation,
-    error_map as error_map,
-    width_needed as width_needed,
-)
-from ._flow import (
-    FlowResult as FlowResult,
-    HittingTimes as HittingTimes,
-    default_solver as default_solver,
-    gradient_flow as gradient_flow,
-    hitting_times as hitting_times,
-)
-from ._kernels._damped import Damped as Damped
 from ._presets import (
     CANONICAL_LAGS as CANONICAL_LAGS,
     LONG_LAGS as LONG_LAGS,
     canonical_model as canonical_model,
     plateau_target as plateau_target,
 )
+from ._results import RESULTS as RESULTS
 from ._rosenbrock import Rodas4 as Rodas4
-from ._store import RowStore as RowStore, StoreError as StoreError
-from ._sweep import (
-    config_key as config_key,
-    plateau_grid as plateau_grid,
-    plateau_sweep as plateau_sweep,
-)
 from ._theory import (
     ExpFit as ExpFit,
     fit_exponential as fit_exponential,
@@ -75,3 +86,8 @@ from ._train import (
     make_optimizer as make_optimizer,
     train as train,
 )
+
+try:
+    __version__ = importlib.metadata.version("jaxmem")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+    __version__ = "0+unknown"

@@ -21,11 +21,21 @@ def diagonal_terms(a, w, target: AbstractKernel):
     $\partial_a J = 2(Ga - b_0)$ and $\partial_{w_i} J = -2a_i[(G\circ G)a - b_1]_i$.
     O(m²), no quadrature. Returns `(J, dJ/da, dJ/dw)`.
     """
-    G = 1.0 / (w[:, None] + w[None, :])
+    G = gram(w)
     b0, b1 = laplace_moments(target, w)
     Ga = G @ a
     J = a @ Ga - 2 * a @ b0 + target.sq_norm()
-    return J, 2 * (Ga - b0), -2 * a * ((G * G) @ a - b1)
+    return J, 2 * (Ga - b0), rate_gradient(a, G, b1)
+
+
+def gram(w):
+    r"""The Gram matrix $G_{ij} = \int_0^\infty e^{-(w_i + w_j)t}dt = 1/(w_i + w_j)$ of the modes."""
+    return 1.0 / (w[:, None] + w[None, :])
+
+
+def rate_gradient(a, G, b1):
+    r"""$\partial J/\partial w_i = -2a_i[(G\circ G)a - b_1]_i$, given the Gram matrix and $b_1(w)$."""
+    return -2 * a * ((G * G) @ a - b1)
 
 
 def diagonal_hessian(a, w, target: AbstractKernel):
@@ -37,7 +47,7 @@ def diagonal_hessian(a, w, target: AbstractKernel):
     with $b_2 = -b_1'$ elementwise (one forward-mode derivative of the kernel's `laplace_t`,
     which is elementwise in $w$, instead of a $2m$-column `jacfwd` of the gradient).
     """
-    G = 1.0 / (w[:, None] + w[None, :])
+    G = gram(w)
     G2 = G * G
     G3 = G2 * G
     b1, db1 = jax.jvp(target.laplace_t, (w,), (jnp.ones_like(w),))
@@ -45,6 +55,45 @@ def diagonal_hessian(a, w, target: AbstractKernel):
     h_aw = -2 * jnp.diag(G2 @ a - b1) - 2 * G2 * a[None, :]
     h_ww = 4 * jnp.diag(a * (G3 @ a)) + 4 * jnp.outer(a, a) * G3 + 2 * jnp.diag(a * db1)
     return jnp.block([[h_aa, h_aw], [h_aw.T, h_ww]])
+
+
+# -- the objective of training, in the stored parameters (a, v) of a DiagonalRNN ----------------
+
+
+def loss_and_grad(model: DiagonalRNN, target: AbstractKernel, a, v):
+    """Exact loss and gradient in the stored parameters `(a, v)` (O(m²), closed forms)."""
+    active = model.active
+    w = jnp.where(active, model.parameterization(v), 1.0)
+    J, ga, gw = diagonal_terms(jnp.where(active, a, 0.0), w, target)
+    dw_dv = jax.vmap(jax.grad(model.parameterization))(v)
+    return J, jnp.where(active, ga, 0.0), jnp.where(active, gw * dw_dv, 0.0)
+
+
+def loss_hessian(model: DiagonalRNN, target: AbstractKernel, a, v):
+    """The Hessian of the exact loss in the stored parameters `(a, v)`, a 2m × 2m matrix (the
+    Jacobian of `loss_and_grad`'s gradient; rows and columns of masked modes are zero)."""
+    active = model.active
+    p = model.parameterization
+    w = jnp.where(active, p(v), 1.0)
+    a_eff = jnp.where(active, a, 0.0)
+    _, _, gw = diagonal_terms(a_eff, w, target)
+    h = diagonal_hessian(a_eff, w, target)
+    dw, d2w = jax.vmap(jax.value_and_grad(jax.grad(p)))(v)
+    m = a.shape[0]
+    # Chain rule through w = p(v): scale the w rows/columns by p'(v), add gw p''(v) on the
+    # v-v diagonal.
+    scale = jnp.concatenate([jnp.ones_like(dw), dw])
+    h = h * scale[:, None] * scale[None, :]
+    h = h.at[m:, m:].add(jnp.diag(gw * d2w))
+    keep = jnp.concatenate([active, active])
+    return jnp.where(keep[:, None] & keep[None, :], h, 0.0)
+
+
+def param_distance(model: DiagonalRNN, a, v, a0, w0):
+    """‖(a, w) − (a₀, w₀)‖₂ over the active modes, in rates whatever the parameterization."""
+    w = model.parameterization(v)
+    d = jnp.where(model.active, (a - a0) ** 2 + (w - w0) ** 2, 0.0)
+    return jnp.sqrt(jnp.sum(d))
 
 
 def white_noise_loss(model: AbstractRNN, target, *, quadrature_nodes: int = 20) -> Float[Array, ""]:
@@ -83,7 +132,7 @@ def white_noise_loss(model: AbstractRNN, target, *, quadrature_nodes: int = 20) 
         w = check(w, ~(w > 0), f"DiagonalRNN rates must be > 0; got {show(w)}.")
         a = check_finite(model.coeffs, "DiagonalRNN coefficients a")
         b0, _ = laplace_moments(target, w)
-        G = 1.0 / (w[:, None] + w[None, :])
+        G = gram(w)
         return a @ (G @ a) - 2 * a @ b0 + target.sq_norm()
     if isinstance(model, LinearRNN):
         return _dense_loss(model, target, quadrature_nodes)

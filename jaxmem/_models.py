@@ -164,7 +164,7 @@ class DiagonalRNN(AbstractRNN):
         extra = width - self.width
         if extra < 0:
             raise ValueError(f"cannot pad a width-{self.width} model to the smaller width {width}.")
-        v_pad = self.parameterization.inverse(jnp.ones(extra, self.v.dtype) * 0.5)
+        v_pad = self.parameterization.inverse(jnp.ones(extra, self.v.dtype))
         return DiagonalRNN(
             jnp.concatenate([self.a, jnp.zeros(extra, self.a.dtype)]),
             v=jnp.concatenate([self.v, v_pad]),

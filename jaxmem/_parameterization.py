@@ -26,7 +26,7 @@ class AbstractParameterization(eqx.Module):
         """A parameter `v` with `f(v) = w` (raises if `w` is out of range)."""
 
 
-class Identity(AbstractParameterization):
+class IdentityParameterization(AbstractParameterization):
     """`w = v`: the rates themselves; positivity is checked, not enforced."""
 
     name = "identity"
@@ -38,7 +38,7 @@ class Identity(AbstractParameterization):
         return check(w, ~(w > 0), f"rates must be > 0 for the identity parameterization; got {show(w)}.")
 
 
-class Exp(AbstractParameterization):
+class ExpParameterization(AbstractParameterization):
     """`w = exp(v)`."""
 
     name = "exp"
@@ -51,7 +51,7 @@ class Exp(AbstractParameterization):
         return jnp.log(w)
 
 
-class Softplus(AbstractParameterization):
+class SoftplusParameterization(AbstractParameterization):
     """`w = log(1 + exp(v))`."""
 
     name = "softplus"
@@ -64,7 +64,7 @@ class Softplus(AbstractParameterization):
         return w + jnp.log(-jnp.expm1(-w))
 
 
-class Best(AbstractParameterization):
+class BestParameterization(AbstractParameterization):
     r"""StableSSM's "best" reparameterisation `w = 1/(v² + b)`, rates in (0, 1/b].
 
     It makes the gradient scale of a rate proportional to the square of the rate, which is
@@ -91,7 +91,17 @@ class Best(AbstractParameterization):
         return jnp.sqrt(1.0 / w - self.b)
 
 
-PARAMETERIZATIONS = {"identity": Identity, "exp": Exp, "softplus": Softplus, "best": Best}
+PARAMETERIZATIONS = {
+    "identity": IdentityParameterization,
+    "exp": ExpParameterization,
+    "softplus": SoftplusParameterization,
+    "best": BestParameterization,
+}
+
+# The short names, kept as aliases.
+Identity, Exp, Softplus, Best = (
+    IdentityParameterization, ExpParameterization, SoftplusParameterization, BestParameterization,
+)
 
 
 def get_parameterization(p) -> AbstractParameterization:

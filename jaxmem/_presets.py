@@ -1,6 +1,8 @@
-"""The canonical plateau experiment of DESIGN §1.4 (the default of the CLI and notebooks)."""
+"""The canonical plateau experiment (the default of the CLI and notebooks): the plateau target
+and the model that starts from a perfect fit of its short-memory part."""
 
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 
 from ._kernels import ExpSum, GaussianBump
@@ -15,24 +17,54 @@ QUICK_LAGS = (6.0, 8.0, 10.0, 12.0)
 MIN_RATE, MAX_RATE = 0.5, 4.0
 
 
-def plateau_target(lag, *, width=0.5, amplitude=1.0, base_rate=0.5):
+def plateau_target(lag, *, bump_width=0.5, amplitude=1.0, base_rate=0.5):
     r"""The plateau family $\rho_\omega(t) = \bar\rho(t) + \rho_0(t - 1/\omega)$ of the paper:
     $\bar\rho(t) = e^{-t/2}$ (which the initial model fits exactly) plus a Gaussian bump of
-    width `width` at lag $L = 1/\omega$.
+    width (standard deviation) `bump_width` and height `amplitude` at lag $L = 1/\omega$.
 
     ```python
     import jaxmem
     target = jaxmem.plateau_target(18.0)
     ```
     """
-    return ExpSum(jnp.ones(1), jnp.full(1, base_rate)) + GaussianBump(lag, width, amplitude)
+    return ExpSum(jnp.ones(1), jnp.full(1, base_rate)) + GaussianBump(lag, bump_width, amplitude)
 
 
-def canonical_model(width: int = 10, *, parameterization="identity", min_rate=MIN_RATE, max_rate=MAX_RATE):
-    """The canonical initial model: a = (1, 0, ..., 0), w = geomspace(min_rate, max_rate, width),
-    so that its kernel is exactly e^{-min_rate t}, the short-memory part of `plateau_target`."""
+def canonical_params(width, max_width=None, *, dtype=None, key=None, perturbation=0.0):
+    """The canonical initial parameters: a = e₁, w = geomspace(`MIN_RATE`, `MAX_RATE`, width),
+    padded to `max_width` modes with a mask (padded modes: a = 0, w = 1). `width` may be traced
+    (a sweep's widths share one program). With a `key` and `perturbation` p > 0, the active
+    rates are multiplied by exp(p·ξ) and p·η is added to the coefficients (ξ, η standard
+    normal).
+
+    Returns `(a, w, mask)`, each of shape `(max_width,)`, the mask as 0./1. floats.
+    """
+    max_width = width if max_width is None else max_width
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    i = jnp.arange(max_width, dtype=dtype)
+    width = jnp.asarray(width).astype(dtype)  # explicit: no implicit int/float promotion
+    active = i < width
+    denom = jnp.maximum(width - 1, 1)
+    w = jnp.where(active, MIN_RATE * (MAX_RATE / MIN_RATE) ** (i / denom), 1.0)
+    a = jnp.where(i == 0, 1.0, 0.0).astype(dtype)
+    if key is not None:
+        kw, ka = jr.split(key)
+        w = jnp.where(active, w * jnp.exp(perturbation * jr.normal(kw, (max_width,), dtype)), w)
+        a = jnp.where(active, a + perturbation * jr.normal(ka, (max_width,), dtype), 0.0)
+    return a, w, active.astype(dtype)
+
+
+def canonical_model(width: int = 10, *, parameterization="identity"):
+    """The canonical initial model: a = (1, 0, ..., 0), w = geomspace(0.5, 4, width), so that its
+    kernel is exactly e^{-t/2}, the short-memory part of `plateau_target`.
+
+    ```python
+    import jaxmem
+    model = jaxmem.canonical_model(10)
+    model.rates[0], model.rates[-1]       # 0.5, 4.0
+    ```
+    """
     if not isinstance(width, (int, np.integer)) or width < 1:
         raise ValueError(f"width must be a positive integer; got {width!r}.")
-    a = jnp.zeros(width).at[0].set(1.0)
-    w = jnp.asarray(np.geomspace(min_rate, max_rate, width)) if width > 1 else jnp.full(1, min_rate)
+    a, w, _ = canonical_params(int(width))
     return DiagonalRNN(a, w, parameterization=parameterization)

@@ -7,6 +7,13 @@ import numpy as np
 
 
 @functools.cache
+def gauss_legendre(n: int):
+    """Gauss-Legendre nodes and weights on [-1, 1] (numpy, float64): the one table of the
+    package's fixed rules."""
+    return np.polynomial.legendre.leggauss(n)
+
+
+@functools.cache
 def _reference_rule(n: int = 20):
     """Nodes and weights on [0, 1] (graded towards 0) plus a tail [1, inf) via t = 1/u.
 
@@ -15,7 +22,7 @@ def _reference_rule(n: int = 20):
     width 1/50 resolve features of width >~ H/200; the tail map integrates power laws
     `t^{-p}`, p >= 1.5, and anything that decays faster.
     """
-    g, gw = np.polynomial.legendre.leggauss(n)
+    g, gw = gauss_legendre(n)
     breaks = np.concatenate([[0.0], np.geomspace(1e-6, 1e-2, 5), np.linspace(0.02, 1.0, 50)])
     xs, ws = [], []
     for lo, hi in zip(breaks[:-1], breaks[1:]):

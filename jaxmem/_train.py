@@ -8,8 +8,9 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._errors import check, show, warn_if_not_x64
 from ._kernels import AbstractKernel
-from ._loss import diagonal_hessian, diagonal_terms
+from ._loss import loss_and_grad, param_distance
 from ._models import DiagonalRNN
+from ._results import RESULTS, hitting_result
 
 OPTIMIZERS = ("gd", "momentum", "adam")
 
@@ -27,55 +28,30 @@ def make_optimizer(name: str, lr, momentum=0.9) -> optax.GradientTransformation:
     raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS} (or 'flow' in the CLI).")
 
 
-def loss_and_grad(model: DiagonalRNN, target: AbstractKernel, a, v):
-    """Exact loss and gradient in the stored parameters `(a, v)` (O(m²), closed forms)."""
-    active = model.active
-    w = jnp.where(active, model.parameterization(v), 1.0)
-    J, ga, gw = diagonal_terms(jnp.where(active, a, 0.0), w, target)
-    dw_dv = jax.vmap(jax.grad(model.parameterization))(v)
-    return J, jnp.where(active, ga, 0.0), jnp.where(active, gw * dw_dv, 0.0)
-
-
-def loss_hessian(model: DiagonalRNN, target: AbstractKernel, a, v):
-    """The Hessian of the exact loss in the stored parameters `(a, v)`, a 2m × 2m matrix (the
-    Jacobian of `loss_and_grad`'s gradient; rows and columns of masked modes are zero)."""
-    active = model.active
-    p = model.parameterization
-    w = jnp.where(active, p(v), 1.0)
-    a_eff = jnp.where(active, a, 0.0)
-    _, _, gw = diagonal_terms(a_eff, w, target)
-    h = diagonal_hessian(a_eff, w, target)
-    dw, d2w = jax.vmap(jax.value_and_grad(jax.grad(p)))(v)
-    m = a.shape[0]
-    # Chain rule through w = p(v): scale the w rows/columns by p'(v), add gw p''(v) on the
-    # v-v diagonal.
-    scale = jnp.concatenate([jnp.ones_like(dw), dw])
-    h = h * scale[:, None] * scale[None, :]
-    h = h.at[m:, m:].add(jnp.diag(gw * d2w))
-    keep = jnp.concatenate([active, active])
-    return jnp.where(keep[:, None] & keep[None, :], h, 0.0)
-
-
-def param_distance(model: DiagonalRNN, a, v, a0, w0):
-    """‖(a, w) − (a₀, w₀)‖₂ over the active modes, in rates whatever the parameterization."""
-    w = model.parameterization(v)
-    d = jnp.where(model.active, (a - a0) ** 2 + (w - w0) ** 2, 0.0)
-    return jnp.sqrt(jnp.sum(d))
-
-
 class TrainResult(eqx.Module):
-    """Hitting iterations of discrete training (−1 where not reached by `max_steps`)."""
+    """The hitting times of discrete training: the first iterations `steps_param`,
+    `steps_loss` at which each threshold held, and the same in flow time τ = kη, `tau_param`,
+    `tau_loss`; a threshold not reached within `max_steps` iterations has `inf` times (and
+    iteration −1), and `result` (a `jaxmem.RESULTS`) says which. Also: the iterations run,
+    the initial and final losses and the trained model."""
 
     steps_param: Int[Array, ""]
     steps_loss: Int[Array, ""]
     tau_param: Float[Array, ""]
     tau_loss: Float[Array, ""]
-    reached_param: Bool[Array, ""]
-    reached_loss: Bool[Array, ""]
     steps: Int[Array, ""]
     loss0: Float[Array, ""]
     loss: Float[Array, ""]
     model: DiagonalRNN
+    result: RESULTS
+
+    @property
+    def reached_param(self) -> Array:
+        return jnp.isfinite(self.tau_param)
+
+    @property
+    def reached_loss(self) -> Array:
+        return jnp.isfinite(self.tau_loss)
 
 
 def train(
@@ -93,8 +69,8 @@ def train(
 
     Runs a jitted `lax.while_loop` of optimiser steps on $J(a, v)$ and records the first
     iteration $k$ with $\|\theta_k - \theta_0\|_2 > \delta_{param}$ (in $(a, w)$) and with
-    $J(\theta_0) - J(\theta_k) > \delta_{loss}$, each also as flow time $\tau = k\eta$.
-    Unreached conditions give `-1` iterations and `inf` times.
+    $J(\theta_0) - J(\theta_k) > \delta_{loss}$, as flow time $\tau = k\eta$. A condition not
+    reached within `max_steps` iterations gives `inf`, and `result` says which.
 
     **Arguments:**
 
@@ -172,12 +148,11 @@ def train_impl(model, target, optimizer, lr, momentum, max_steps, delta_param, d
         steps_loss=kl,
         tau_param=to_tau(kp),
         tau_loss=to_tau(kl),
-        reached_param=kp >= 0,
-        reached_loss=kl >= 0,
         steps=k,
         loss0=J0,
         loss=J,
         model=model.with_params(a, v),
+        result=hitting_result(kp >= 0, kl >= 0),
     )
 
 

@@ -35,7 +35,6 @@
 
 # %%
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -56,7 +55,7 @@ import jaxmem
 FIG_DIR = Path(os.environ.get("JAXMEM_FIG_DIR", "figures"))
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 T_START = time.perf_counter()
-print(f"QUICK={QUICK}  python={sys.executable}")
+print(f"QUICK={QUICK}")
 print(f"jax {jax.__version__} on {jax.devices()[0].platform}, jaxmem {jaxmem.__version__}, x64={jax.config.jax_enable_x64}")
 
 if QUICK:

@@ -195,3 +195,23 @@ def target_for(model, kernel):
     """The target a model is compared with: one kernel per input channel."""
     d = model.dense()[1].shape[1]
     return kernel if d == 1 else [kernel] + [jaxmem.ExpSum([0.5], [1.0 + j]) for j in range(1, d)]
+
+
+class count_traces:
+    """Count how often JAX traces a jitted function named `name` (JAX's compile log, through
+    `jax.monitoring`): `with count_traces("advance_flow") as c: ...; c.n`."""
+
+    def __init__(self, *names):
+        self.names, self.n = set(names), 0
+
+    def _listener(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration" and kwargs.get("fun_name") in self.names:
+            self.n += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+        return False

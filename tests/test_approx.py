@@ -1,4 +1,4 @@
-"""Best approximation (jaxmem._approx): checked against mpmath and scipy, never against itself."""
+"""Best approximation (`best_approximation`, `width_needed`): checked against mpmath and scipy, never against itself."""
 
 import argparse
 
@@ -12,8 +12,9 @@ import scipy.integrate as si
 jax.config.update("jax_enable_x64", True)
 
 import jaxmem
-from jaxmem import _cli_approx
-from jaxmem._approx import best_approximation, named_rates, width_needed
+from jaxmem import best_approximation, width_needed
+from jaxmem._cli import approx as cli_approx
+from jaxmem.internal import named_rates
 
 
 def _mp_best(omega, rates):
@@ -33,7 +34,7 @@ def _mp_best(omega, rates):
 def test_fixed_rates_match_mpmath(rates):
     fit = best_approximation(jaxmem.PowerLaw(1.0), len(rates), rates=jnp.asarray(rates))
     rel, a = _mp_best(1.0, rates)
-    assert fit.status_name == "ok" and fit.rates_mode == "fixed"
+    assert fit.result == jaxmem.RESULTS.successful and fit.rates_mode == "fixed"
     np.testing.assert_allclose(float(fit.relative_error), rel, rtol=1e-8)
     np.testing.assert_allclose(np.asarray(fit.model.coeffs), a, rtol=1e-6)
 
@@ -92,7 +93,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="jackson"):
         best_approximation(k, 2, rates="jackson")
     parser = argparse.ArgumentParser()
-    _cli_approx.add_parser(parser.add_subparsers())
+    cli_approx.add_parser(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["approx", "--kernel", "gauss"])
 
@@ -100,7 +101,7 @@ def test_bad_input():
 @pytest.mark.slow
 def test_cli_end_to_end(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    _cli_approx.add_parser(parser.add_subparsers())
+    cli_approx.add_parser(parser.add_subparsers())
     args = parser.parse_args(["approx", "--omega", "1,2", "--widths", "1,2", "--starts", "2",
                               "--eps", "0.2", "--max-width", "4", "--out", str(tmp_path)])
     assert args.func(args) == 0

@@ -1,4 +1,4 @@
-"""`jaxmem plateau` end to end through `jaxmem._cli.main` (files, columns, manifest, figure),
+"""`jaxmem plateau` end to end through the CLI (files, columns, manifest, figure),
 the four parameterisations side by side, and bad input.
 
 Each flow configuration compiles once (~25 s on 2 CPU cores), so the runs are module-scoped
@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmem._cli import main
+from jaxmem.internal import main
 
 from .flow_reference import reference_flow
 
@@ -62,7 +62,7 @@ def test_quick_preset_end_to_end(quick_run):
         assert float(r["lag"]) in lags
         assert math.isclose(float(r["omega"]), 1.0 / float(r["lag"]), rel_tol=1e-12)
         assert int(r["width"]) == 10 and r["parameterization"] == "identity"
-        assert r["status"] == "ok", r
+        assert r["status"] == "successful", r
         assert 0 < float(r["tau_param"]) <= float(r["tau_loss"]) < math.inf
         assert int(r["steps"]) > 0
         if r["optimizer"] == "flow":

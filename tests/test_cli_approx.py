@@ -17,9 +17,14 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from jaxmem import _approx, _cli_approx
-from jaxmem._cli import main
-from jaxmem._store import StoreError
+import jaxmem
+from jaxmem import StoreError
+from jaxmem._approx import _maps
+from jaxmem._cli import approx as cli_approx
+from jaxmem._experiments.approx import kernel_fn
+from jaxmem.internal import main
+
+from .helpers import count_traces
 
 ARGV = ["approx", "--omega", "1,2", "--widths", "1,2,3", "--starts", "2", "--batch-size", "5",
         "--eps", "0.1", "--max-width", "4"]
@@ -28,11 +33,11 @@ FLOATS = ("omega", "width", "min_rate", "error", "relative_error")
 
 
 class CountingFit:
-    """Stands in for `_approx._fit_pairs` (one call per batch); raises KeyboardInterrupt at
+    """Stands in for `_maps._fit_pairs` (one call per batch); raises KeyboardInterrupt at
     call `fail_at`, as a Ctrl-C during that batch would."""
 
     def __init__(self, fail_at=None):
-        self.calls, self.fail_at, self.fit = 0, fail_at, _approx._fit_pairs
+        self.calls, self.fail_at, self.fit = 0, fail_at, _maps._fit_pairs
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -47,7 +52,7 @@ def _run(out, extra=(), fail_at=None):
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JAXMEM_NO_CACHE", "1")
-        mp.setattr(_approx, "_fit_pairs", fit)
+        mp.setattr(_maps, "_fit_pairs", fit)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             rc = main([*ARGV, *extra, "--out", str(out)])
     return rc, fit.calls, stdout.getvalue(), stderr.getvalue()
@@ -76,11 +81,10 @@ def _snapshot(folder):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("approx") / "run"
-    _approx._fit_pairs.clear_cache()  # count this run's traces from scratch
-    traces = _approx.TRACE_COUNT["n"]
-    rc, calls, stdout, stderr = _run(out)
-    return dict(out=out, rc=rc, calls=calls, stdout=stdout, stderr=stderr,
-                traces=_approx.TRACE_COUNT["n"] - traces, rows=_rows(out))
+    _maps._fit_pairs.clear_cache()  # count this run's traces from scratch
+    with count_traces("_fit_pairs") as traces:
+        rc, calls, stdout, stderr = _run(out)
+    return dict(out=out, rc=rc, calls=calls, stdout=stdout, stderr=stderr, traces=traces.n, rows=_rows(out))
 
 
 def test_run_writes_rows_manifest_figure_and_progress(reference):
@@ -91,7 +95,7 @@ def test_run_writes_rows_manifest_figure_and_progress(reference):
     maps = [r for r in rows if r["part"] == "map"]
     assert len(maps) == N_MAP and len({r["key"] for r in rows}) == len(rows)
     assert {r["rates_mode"] for r in maps} == {"floor", "free"}
-    assert all(r["status"] == "ok" and 0 < float(r["relative_error"]) < 1 for r in rows)
+    assert all(r["status"] == "successful" and 0 < float(r["relative_error"]) < 1 for r in rows)
     search = [r for r in rows if r["part"] == "search"]
     assert search and all(r["rates_mode"] == "floor" and float(r["min_rate"]) == 0.5 for r in search)
     manifest = json.loads((out / "approx.json").read_text())
@@ -108,10 +112,10 @@ def test_rows_are_the_library_calls(reference):
     rows = {r["key"]: r for r in reference["rows"]}
     kw = dict(n_starts=2, key=jr.key(0))
     for mode, lo in (("floor", 0.5), ("free", None)):
-        ref = _approx.error_map(_cli_approx._powerlaw_kernel, [1.0, 2.0], [1, 2, 3], min_rate=lo, batch_size=5, **kw)
+        ref = jaxmem.error_map(kernel_fn("powerlaw"), [1.0, 2.0], [1, 2, 3], min_rate=lo, batch_size=5, **kw)
         got = [[float(rows[f"map|{mode}|omega={p!r}|m={m}"]["relative_error"]) for m in (1, 2, 3)] for p in (1.0, 2.0)]
         np.testing.assert_allclose(got, ref["relative_error"], rtol=1e-9)
-    needed = _approx.width_needed((_cli_approx._powerlaw_kernel, [1.0, 2.0]), 0.1, min_rate=0.5, max_width=4, **kw)
+    needed = jaxmem.width_needed((kernel_fn("powerlaw"), [1.0, 2.0]), 0.1, min_rate=0.5, max_width=4, **kw)
     assert json.loads((reference["out"] / "approx.json").read_text())["width_needed"] == {
         "1.0": int(needed[0]), "2.0": int(needed[1])}
 
@@ -168,11 +172,11 @@ def test_mismatch_or_damage_raises_and_changes_nothing(reference, tmp_path, dama
         (out / "approx.json").write_text("{not json")
     before = _snapshot(out)
     parser = argparse.ArgumentParser()
-    _cli_approx.add_parser(parser.add_subparsers())
+    cli_approx.add_parser(parser.add_subparsers())
     args = parser.parse_args([*argv, "--out", str(out), "--no-progress"])
     fit = CountingFit()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_approx, "_fit_pairs", fit)
+        mp.setattr(_maps, "_fit_pairs", fit)
         with pytest.raises(StoreError, match=message):
             args.func(args)
     assert fit.calls == 0 and _snapshot(out) == before
@@ -211,6 +215,6 @@ def test_bad_batch_size_leaves_no_folder(tmp_path, capsys):
 ])
 def test_grids_are_lists_or_ranges(argv, params, widths):
     parser = argparse.ArgumentParser()
-    _cli_approx.add_parser(parser.add_subparsers())
-    settings = _cli_approx.settings_from_args(parser.parse_args(["approx", *argv]))
-    assert settings["params"] == params and settings["widths"] == widths
+    cli_approx.add_parser(parser.add_subparsers())
+    settings = cli_approx.settings_from_args(parser.parse_args(["approx", *argv]))
+    assert list(settings.params) == params and list(settings.widths) == widths

@@ -13,7 +13,7 @@ import jaxmem
 
 from .helpers import KERNELS, central_difference, log_bump_moment, quad_half_line
 
-RTOL = 1e-8  # the accuracy the closed forms promise (issue 2), in float64
+RTOL = 1e-8  # the accuracy the closed forms promise, in float64
 TINY = 1e-300  # below this a float64 is subnormal or zero: compare only that it is
 
 

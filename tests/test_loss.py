@@ -128,7 +128,7 @@ def test_diagonal_gradient_matches_finite_differences(parameterization, target):
 
 @pytest.mark.parametrize("target", ["canonical_sum", "bump_100", "powerlaw_1", "grid"])
 def test_gradient_matches_diagonal_terms(target):
-    # jax.grad through the loss against the closed-form gradient DESIGN §1.3 writes down
+    # jax.grad through the loss against the closed-form gradient of the diagonal loss
     kernel = KERNELS[target].make()
     a, w = jnp.array([1.0, 0.0, 0.3, -0.2]), jnp.array([0.5, 0.8, 2.0, 4.0])
     model = jaxmem.DiagonalRNN(a, w)

@@ -1,4 +1,4 @@
-"""Execute every notebook in notebooks/ end to end in quick mode (issue 6).
+"""Execute every notebook in notebooks/ end to end in quick mode.
 
 Each notebook is run from its jupytext twin (`notebooks/NN_name.py`) with nbclient in a fresh
 kernel. The kernel is "python3" as resolved by the interpreter running pytest: jupyter_client
@@ -7,7 +7,6 @@ launches it with this `sys.executable`, so it sees the same environment (the .ve
 folder (`JAXMEM_FIG_DIR`) so the committed ones are left alone.
 """
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 # Modules a notebook needs beyond the committed library (notebook 01 uses the approximation module).
-NEEDS = {"01_approximation": ("jaxmem._approx", "jaxmem._kernels._damped")}
 TIMEOUT_PER_CELL = 600
 
 
@@ -32,9 +30,6 @@ def _outputs(nb):
 def test_notebook_runs_in_quick_mode(name, tmp_path, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
-    for module in NEEDS.get(name, ()):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{name} needs {module}")
     monkeypatch.setenv("JAXMEM_QUICK", "1")
     monkeypatch.setenv("JAXMEM_FIG_DIR", str(tmp_path))
     nb = jupytext.read(NOTEBOOKS / f"{name}.py")

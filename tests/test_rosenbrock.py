@@ -13,9 +13,12 @@ import pytest
 import scipy.linalg as sl
 
 import jaxmem
-from jaxmem._flow import _term
-from jaxmem._rosenbrock import JacobianODETerm
-from jaxmem._train import loss_and_grad, loss_hessian
+from jaxmem.internal import (
+    JacobianODETerm,
+    flow_term as _term,
+    loss_and_grad,
+    loss_hessian,
+)
 
 from .flow_reference import hessian as ref_hessian, initial_theta
 

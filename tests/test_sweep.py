@@ -1,4 +1,4 @@
-"""Sweeps at scale (issue 5): one compilation per (optimiser, parameterisation) group, padded
+"""Sweeps at scale: one compilation per (optimiser, parameterisation) group, padded
 widths and traced hyper-parameters that reproduce single runs, seeds, sharding over several
 devices, and resumable, never-overwritten output folders (`run_plateau`, `RowStore`, CLI).
 
@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 import jaxmem
-from jaxmem import _cli, _plateau, _sweep
-from jaxmem._plateau import PlateauSettings, run_plateau
-from jaxmem._store import RowStore, StoreError
+from jaxmem import PlateauSettings, RowStore, StoreError, internal, run_plateau
+from jaxmem._experiments import sweep as _sweep
+
+from .helpers import count_traces
 
 # The gd grid: lags with a plateau of a few hundred to a few thousand steps at these rates.
 GD_LAGS = (8.0, 9.5, 11.0)
@@ -57,18 +58,18 @@ def _no_persistent_cache(monkeypatch):
 def gd_sweep():
     """A 3 lags × 3 widths × 3 lrs gd grid in batches of 4 (7 batches), its trace count."""
     grid = jaxmem.plateau_grid(GD_LAGS, widths=GD_WIDTHS, optimizers=("gd",), lrs=GD_LRS)
-    before = _sweep.TRACE_COUNT["n"]
     # delta_param = 0.051: a static setting no other test uses, so this group traces afresh.
-    rows = jaxmem.plateau_sweep(grid, batch_size=4, train_max_steps=GD_MAX_STEPS, delta_param=0.051,
-                                progress=False)
-    return grid, rows, _sweep.TRACE_COUNT["n"] - before
+    with count_traces("run_batch") as traces:
+        rows = jaxmem.plateau_sweep(grid, batch_size=4, train_max_steps=GD_MAX_STEPS, delta_param=0.051,
+                                    progress=False)
+    return grid, rows, traces.n
 
 
 def test_grid_is_complete(gd_sweep):
     grid, rows, _ = gd_sweep
     assert len(grid) == len(GD_LAGS) * len(GD_WIDTHS) * len(GD_LRS)
     assert sorted(r["key"] for r in rows) == sorted(jaxmem.config_key(c) for c in grid)
-    assert all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
+    assert all(r["status"] == "successful" for r in rows), [r for r in rows if r["status"] != "successful"]
     # Batches were several (4 configurations each), and the rows are ordered by lag.
     assert len({r["batch_wall_s"] for r in rows}) > 1
     assert [r["lag"] for r in rows] == sorted(r["lag"] for r in rows)
@@ -83,10 +84,10 @@ def test_gd_group_no_retrace_for_other_points(gd_sweep):
     """Other lags, widths (same largest), lrs and seeds, same batch shape: nothing compiles."""
     grid = jaxmem.plateau_grid((7.0, 8.5, 10.0, 12.0), widths=(2, 8), optimizers=("gd",), lrs=(0.03, 0.04),
                                seeds=(0, 5))
-    before = _sweep.TRACE_COUNT["n"]
-    rows = jaxmem.plateau_sweep(grid, batch_size=4, train_max_steps=GD_MAX_STEPS, delta_param=0.051,
-                                perturbation=0.0, progress=False)
-    assert _sweep.TRACE_COUNT["n"] == before
+    with count_traces("run_batch") as traces:
+        rows = jaxmem.plateau_sweep(grid, batch_size=4, train_max_steps=GD_MAX_STEPS, delta_param=0.051,
+                                    perturbation=0.0, progress=False)
+    assert traces.n == 0
     assert len(rows) == len(grid) == 32
 
 
@@ -131,11 +132,11 @@ def test_widths_matter(gd_sweep):
 
 def test_initial_params_seeds_and_mask():
     dt = jnp.float64
-    a0, w0, mask = _sweep.initial_params(jnp.int32(4), jr.key(0), 6, 0.0, dt)
+    a0, w0, mask = internal.canonical_params(jnp.int32(4), 6, dtype=dt, key=jr.key(0), perturbation=0.0)
     np.testing.assert_array_equal(np.asarray(mask), [1, 1, 1, 1, 0, 0])
     np.testing.assert_array_equal(np.asarray(a0), [1, 0, 0, 0, 0, 0])
     np.testing.assert_allclose(np.asarray(w0[:4]), np.geomspace(0.5, 4.0, 4), rtol=1e-15)
-    p = [_sweep.initial_params(jnp.int32(4), jr.key(s), 6, 0.1, dt) for s in (0, 0, 1)]
+    p = [internal.canonical_params(jnp.int32(4), 6, dtype=dt, key=jr.key(s), perturbation=0.1) for s in (0, 0, 1)]
     for x, y in zip(p[0], p[1]):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert not np.array_equal(np.asarray(p[0][0]), np.asarray(p[2][0]))
@@ -180,25 +181,29 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 import jaxmem
-from jaxmem import _sweep
+from jaxmem._experiments import sweep as _sweep
 
+traces = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, d, **kw: traces.append(1) if event == "/jax/core/compile/jaxpr_trace_duration"
+    and kw.get("fun_name") in ("run_batch", "advance_flow") else None)
 grid_kw, sweep_kw = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 lags = grid_kw.pop("lags")
 grid = jaxmem.plateau_grid(lags, optimizers=(grid_kw.pop("optimizer", "gd"),), **grid_kw)
 seen = []
-orig = _sweep._run_batch
+orig = _sweep.run_batch
 def spy(batch, mesh, *xs):
     seen.append(len(xs[0].sharding.device_set))
     return orig(batch, mesh, *xs)
-_sweep._run_batch = spy
-orig_flow = _sweep._advance_flow
+_sweep.run_batch = spy
+orig_flow = _sweep.advance_flow
 def spy_flow(fn, mesh, slots, refill, *xs):
     seen.append(len(refill.sharding.device_set))
     return orig_flow(fn, mesh, slots, refill, *xs)
-_sweep._advance_flow = spy_flow
+_sweep.advance_flow = spy_flow
 rows = jaxmem.plateau_sweep(grid, **sweep_kw)
 json.dump(dict(devices=len(jax.devices()), platform=jax.devices()[0].platform,
-               input_devices=seen, traces=_sweep.TRACE_COUNT["n"], rows=rows), sys.stdout)
+               input_devices=seen, traces=len(traces), rows=rows), sys.stdout)
 """
 
 
@@ -240,7 +245,7 @@ def test_flow_on_several_cpu_devices_runs_on_one_with_a_warning():
     out = json.loads(proc.stdout)
     assert out["devices"] == 2 and set(out["input_devices"]) == {1}
     assert "flow batches run on one of them" in proc.stderr
-    assert [r["status"] for r in out["rows"]] == ["ok"] * 3
+    assert [r["status"] for r in out["rows"]] == ["successful"] * 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +255,7 @@ def test_flow_on_several_cpu_devices_runs_on_one_with_a_warning():
 
 def _settings(**kw):
     base = dict(lags=(8.0, 9.0, 10.0, 11.0), widths=(4, 6), seeds=(0,), optimizers=("gd",), lrs=(0.02,),
-                max_steps=GD_MAX_STEPS, batch_size=2, preset="test")
+                train_max_steps=GD_MAX_STEPS, batch_size=2, preset="test")
     base.update(kw)
     return PlateauSettings(**base)
 
@@ -271,13 +276,13 @@ def _manifest(folder):
 @pytest.fixture
 def count_batches(monkeypatch):
     calls = []
-    orig = _sweep._run_batch
+    orig = _sweep.run_batch
 
     def spy(batch, mesh, *xs):
         calls.append(int(xs[0].shape[0]))
         return orig(batch, mesh, *xs)
 
-    monkeypatch.setattr(_sweep, "_run_batch", spy)
+    monkeypatch.setattr(_sweep, "run_batch", spy)
     return calls
 
 
@@ -397,7 +402,7 @@ def test_interrupt_keeps_finished_batches(tmp_path, monkeypatch):
     assert seen == [2]
     on_disk = _csv_rows(out / "plateau.csv")
     assert len(on_disk) == 2
-    assert all(r["status"] == "ok" for r in on_disk)
+    assert all(r["status"] == "successful" for r in on_disk)
     assert "timings" not in _manifest(out)  # the run never finished
     monkeypatch.setattr(RowStore, "append", orig)
 
@@ -415,8 +420,10 @@ def test_interrupt_in_cli_exits_130(tmp_path, monkeypatch, capsys):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_plateau, "run_plateau", interrupted)
-    code = _cli.main(["plateau", "--optimizer", "gd", "--lags", "8", "--out", str(tmp_path / "o"), "--no-progress"])
+    from jaxmem._cli import plateau as cli_plateau
+
+    monkeypatch.setattr(cli_plateau, "run_plateau", interrupted)
+    code = internal.main(["plateau", "--optimizer", "gd", "--lags", "8", "--out", str(tmp_path / "o"), "--no-progress"])
     assert code == 130
     assert "interrupted" in capsys.readouterr().err
 
@@ -430,20 +437,20 @@ def test_cli_plateau_grid(tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["plateau", "--optimizer", "gd", "--lags", "6:10:2", "--width", "4", "8", "--seeds", "2",
             "--lr", "0.01", "0.02", "--out", str(out), "--no-progress"]
-    assert _cli.main(argv) == 0
+    assert internal.main(argv) == 0
     rows = _csv_rows(out / "plateau.csv")
     combos = {(float(r["lag"]), int(r["width"]), int(r["seed"]), float(r["lr"])) for r in rows}
     expected = {(L, m, s, lr) for L in (6.0, 8.0, 10.0) for m in (4, 8) for s in (0, 1) for lr in (0.01, 0.02)}
     assert combos == expected and len(rows) == 24
     assert {r["optimizer"] for r in rows} == {"gd"}
-    assert all(r["status"] == "ok" for r in rows)
+    assert all(r["status"] == "successful" for r in rows)
     m = _manifest(out)
     assert m["settings"]["perturbation"] == 0.01  # the default with --seeds > 1
     assert m["timings"]["new_rows"] == 24
     assert (out / "plateau.png").exists()
     capsys.readouterr()
     # Resuming from the CLI: nothing new.
-    assert _cli.main(argv) == 0
+    assert internal.main(argv) == 0
     assert "resuming: 24 of 24" in capsys.readouterr().out
     assert _manifest(out)["timings"]["new_rows"] == 0
     assert len(_csv_rows(out / "plateau.csv")) == 24
@@ -463,7 +470,7 @@ def test_cli_plateau_grid(tmp_path, capsys):
 )
 def test_cli_invalid_grid(tmp_path, capsys, args, message):
     out = tmp_path / "cli"
-    code = _cli.main(["plateau", "--optimizer", "gd", *args, "--out", str(out), "--no-progress"])
+    code = internal.main(["plateau", "--optimizer", "gd", *args, "--out", str(out), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "error" in err and message in err
@@ -472,7 +479,7 @@ def test_cli_invalid_grid(tmp_path, capsys, args, message):
 
 def test_cli_bad_range_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        _cli.main(["plateau", "--optimizer", "gd", "--lags", "8:4:-1", "--out", str(tmp_path / "o")])
+        internal.main(["plateau", "--optimizer", "gd", "--lags", "8:4:-1", "--out", str(tmp_path / "o")])
     assert e.value.code == 2
     assert "STEP > 0" in capsys.readouterr().err
 
@@ -480,10 +487,10 @@ def test_cli_bad_range_is_a_usage_error(tmp_path, capsys):
 def test_cli_wrong_folder_exits_2(tmp_path, capsys):
     out = tmp_path / "cli"
     base = ["plateau", "--optimizer", "gd", "--width", "4", "--out", str(out), "--no-progress"]
-    assert _cli.main([*base, "--lags", "8", "9"]) == 0
+    assert internal.main([*base, "--lags", "8", "9"]) == 0
     before = _snapshot(out)
     capsys.readouterr()
-    assert _cli.main([*base, "--lags", "8", "10"]) == 2
+    assert internal.main([*base, "--lags", "8", "10"]) == 2
     assert "other settings" in capsys.readouterr().err
     assert _snapshot(out) == before
 
@@ -499,14 +506,13 @@ FLOW_WIDTHS = (3, 6)
 @pytest.fixture(scope="module")
 def flow_sweep():
     grid = jaxmem.plateau_grid(FLOW_LAGS, widths=FLOW_WIDTHS, optimizers=("flow",))
-    before = _sweep.TRACE_COUNT["n"]
-    rows = jaxmem.plateau_sweep(grid, batch_size=2, progress=False)  # 64 steps per call
-    first = _sweep.TRACE_COUNT["n"] - before
+    with count_traces("advance_flow") as first:
+        rows = jaxmem.plateau_sweep(grid, batch_size=2, progress=False)  # 64 steps per call
     # Other lags and widths (same largest width), same batch shape: no new compilation.
     grid2 = jaxmem.plateau_grid((8.0, 10.0, 12.5), widths=(4, 6), optimizers=("flow",))
-    before = _sweep.TRACE_COUNT["n"]
-    rows2 = jaxmem.plateau_sweep(grid2, batch_size=2, progress=False)
-    return rows, first, rows2, _sweep.TRACE_COUNT["n"] - before
+    with count_traces("advance_flow") as second:
+        rows2 = jaxmem.plateau_sweep(grid2, batch_size=2, progress=False)
+    return rows, first.n, rows2, second.n
 
 
 @pytest.mark.slow
@@ -514,7 +520,7 @@ def test_flow_group_compiles_once(flow_sweep):
     rows, first, rows2, second = flow_sweep
     assert first == 1 and second == 0
     assert len(rows) == 4 and len(rows2) == 6
-    assert all(r["status"] == "ok" for r in rows + rows2), [(r["lag"], r["width"], r["status"]) for r in rows + rows2]
+    assert all(r["status"] == "successful" for r in rows + rows2), [(r["lag"], r["width"], r["status"]) for r in rows + rows2]
     # Plateaus lengthen with the lag, for every width.
     for rs in (rows, rows2):
         for m in {r["width"] for r in rs}:
@@ -534,7 +540,7 @@ def test_flow_padded_row_matches_hitting_times(flow_sweep):
     model = jaxmem.canonical_model(3)
     for r in (r for r in rows if r["width"] == 3):
         h = jaxmem.hitting_times(model, jaxmem.plateau_target(r["lag"]))
-        assert bool(h.solver_ok) and bool(h.reached_param) and bool(h.reached_loss)
+        assert bool(h.result == jaxmem.RESULTS.successful) and bool(h.reached_param) and bool(h.reached_loss)
         np.testing.assert_allclose(r["tau_param"], float(h.tau_param), rtol=1e-6)
         np.testing.assert_allclose(r["tau_loss"], float(h.tau_loss), rtol=1e-6)
         assert math.isfinite(r["tau_loss"])
@@ -551,8 +557,8 @@ def test_flow_continuous_batching_matches_single_problems(flow_sweep):
     rows = flow_sweep[0] + flow_sweep[2]
     assert max(r["steps"] for r in rows) > 2 * 64  # some problems span several calls
     for r in rows:
-        a, w, mask = _sweep.initial_params(jnp.asarray(r["width"], jnp.int32), jr.key(r["seed"]), 6, 0.0,
-                                           jnp.float64)
+        a, w, mask = internal.canonical_params(jnp.asarray(r["width"], jnp.int32), 6, dtype=jnp.float64,
+                                               key=jr.key(r["seed"]), perturbation=0.0)
         h = jaxmem.hitting_times(jaxmem.DiagonalRNN(a, w, mask=mask), jaxmem.plateau_target(r["lag"]))
         assert int(h.steps) == r["steps"], r["key"]
         np.testing.assert_allclose(r["tau_param"], float(h.tau_param), rtol=1e-9, atol=2e-9)
@@ -595,7 +601,7 @@ def test_two_processes_equal_one(tmp_path):
     rows_one = _by_key(_csv_rows(tmp_path / "one" / "plateau.csv"))
     assert set(rows_two) == set(rows_one) and len(rows_one) == 5
     for key, r in rows_one.items():
-        assert r["status"] == rows_two[key]["status"] == "ok"
+        assert r["status"] == rows_two[key]["status"] == "successful"
         np.testing.assert_allclose(float(rows_two[key]["tau_param"]), float(r["tau_param"]), rtol=1e-9)
         np.testing.assert_allclose(float(rows_two[key]["tau_loss"]), float(r["tau_loss"]), rtol=1e-9)
     before = _snapshot(tmp_path / "two")
@@ -618,7 +624,7 @@ def test_two_processes_refused_folder_stops_both(tmp_path):
 
 
 def test_processes_validated(tmp_path, capsys):
-    assert _cli.main(["plateau", "--lags", "8", "--processes", "0", "--out", str(tmp_path / "x")]) == 2
+    assert internal.main(["plateau", "--lags", "8", "--processes", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--processes must be >= 1; got 0" in capsys.readouterr().err
 
 
@@ -641,7 +647,7 @@ def test_read_only_store_never_writes(tmp_path):
 
 
 def test_cpu_groups_split_the_cpus():
-    from jaxmem._launch import cpu_groups
+    from jaxmem.internal import cpu_groups
 
     cpus = sorted(os.sched_getaffinity(0))
     assert cpu_groups(1) == [cpus]
@@ -655,7 +661,7 @@ def test_pin_threads_pins_every_thread():
     # In a child process: threads started before and after the call all end up on one CPU.
     code = (
         "import os, threading, time\n"
-        "from jaxmem._launch import pin_threads\n"
+        "from jaxmem.internal import pin_threads\n"
         "ev = threading.Event(); t = threading.Thread(target=ev.wait); t.start()\n"
         "cpu = min(os.sched_getaffinity(0)); pin_threads([cpu])\n"
         "u = threading.Thread(target=ev.wait); u.start()\n"

@@ -134,6 +134,7 @@ def test_max_steps_cap_reports_not_reached():
     assert int(res.steps) == 1000
     assert not bool(res.reached_param) and not bool(res.reached_loss)
     assert int(res.steps_param) == -1 and int(res.steps_loss) == -1
+    assert bool(res.result == jaxmem.RESULTS.not_reached)
     assert float(res.tau_param) == math.inf and float(res.tau_loss) == math.inf
     assert float(res.loss) <= float(res.loss0)  # still on the plateau, descending slowly
 

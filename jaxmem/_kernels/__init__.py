@@ -5,6 +5,7 @@ from ._base import (
     inner as inner,
     laplace_moments as laplace_moments,
 )
+from ._damped import Damped as Damped
 from ._families import (
     ExpSum as ExpSum,
     GaussianBump as GaussianBump,

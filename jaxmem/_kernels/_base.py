@@ -169,7 +169,7 @@ def laplace_moments(kernel: AbstractKernel, w):
     r"""$(b_0(w), b_1(w))$ with the exact derivative $\partial_w b_0 = -b_1$.
 
     Differentiating $b_0$'s closed form directly cancels badly for far bumps and large rates;
-    this supplies the closed-form first moment instead (DESIGN §1.3), and keeps derivatives
+    this supplies the closed-form first moment instead, and keeps derivatives
     in the kernel's own parameters.
     """
     return kernel.laplace(w), kernel.laplace_t(w)

@@ -10,7 +10,7 @@ from ._families import PowerLaw
 
 
 class Damped(AbstractKernel):
-    r"""$\rho(t) = e^{-\beta t}\rho_0(t)$: memory that decays like $e^{-\beta t}$ (DESIGN §1.5).
+    r"""$\rho(t) = e^{-\beta t}\rho_0(t)$: memory that decays like $e^{-\beta t}$.
 
     Its moments are the base kernel's, shifted: $b_k(w) = b_{k,0}(w + \beta)$. The squared norm
     $\int e^{-2\beta t}\rho_0^2$ is closed-form for a `PowerLaw` base
@@ -26,8 +26,7 @@ class Damped(AbstractKernel):
 
     ```python
     import jaxmem
-    from jaxmem._kernels._damped import Damped
-    k = Damped(jaxmem.PowerLaw(1.0), 0.5)
+    k = jaxmem.Damped(jaxmem.PowerLaw(1.0), 0.5)
     k(0.0), k.laplace(1.0), k.sq_norm()
     ```
     """

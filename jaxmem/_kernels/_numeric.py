@@ -8,7 +8,7 @@ import scipy.special as sps
 from jaxtyping import Array, Float
 
 from .._errors import as_float_array, check, check_finite, show
-from .._quadrature import half_line_rule
+from .._quadrature import gauss_legendre, half_line_rule
 from .._special import exp_moments_unit
 from ._base import AbstractKernel
 
@@ -212,4 +212,4 @@ class GridKernel(AbstractKernel):
         return jnp.sum(0.5 * (hi - lo) * wx * self(t) * other(t))
 
 
-_GL8 = tuple(np.asarray(a, np.float64) for a in np.polynomial.legendre.leggauss(8))
+_GL8 = gauss_legendre(8)

@@ -1,6 +1,14 @@
-"""Several JAX processes on one host, joined by `jax.distributed` (`--processes N`).
+"""Beyond one process: `jax.distributed` across hosts, several processes on one host
+(`--processes N`), CPU pinning, the collectives of a sweep, and JAX's persistent compilation
+cache. This is the one module that reads jaxmem's environment variables:
 
-Why: on a CPU, XLA runs a vmapped batch on one core. Splitting the host into several XLA
+- `JAXMEM_DISTRIBUTED=1`: call `jax.distributed.initialize` at start-up, from
+  `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID` (or auto-detection);
+- `JAXMEM_CPUS`: the CPUs this process's threads are pinned to (set by `launch_local`);
+- `JAXMEM_EXCHANGE_S`: seconds between the row exchanges of a multi-process flow sweep;
+- `JAXMEM_CACHE_DIR`, `JAXMEM_NO_CACHE`: the compilation cache's folder, or none.
+
+Several processes on one CPU host: on a CPU, XLA runs a vmapped batch on one core. Splitting the host into several XLA
 devices of one process (`--xla_force_host_platform_device_count`) does not work for the
 gradient flow with jax 0.10 (devices running its program concurrently hang; see
 benchmarks/RESULTS.md), but separate processes, one per core, each with its own device, do:
@@ -71,7 +79,7 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
 
     ```python
     import sys
-    from jaxmem._launch import launch_local
+    from jaxmem.internal import launch_local
     code = launch_local([sys.executable, "-c", "import jax; print(jax.__version__)"], 1)
     ```
     """
@@ -128,3 +136,108 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
                 sys.stderr.write(f"[process {i} exited with {p.returncode}]\n{log.read()[-4000:]}")
             log.close()
     return code
+
+
+def enable_compilation_cache():
+    """Turn on JAX's persistent compilation cache, so that repeated runs skip compiling.
+
+    Folder: `$JAXMEM_CACHE_DIR`, else `~/.cache/jaxmem/xla`; `JAXMEM_NO_CACHE=1` turns it off.
+    The `jaxmem` command calls it at start-up; library and notebook users may call it once
+    before their first computation. Returns the folder, or None when it is off.
+
+    ```python
+    import jaxmem
+    jaxmem.enable_compilation_cache()
+    ```
+    """
+    import jax
+
+    if os.environ.get("JAXMEM_NO_CACHE"):
+        return None
+    path = os.environ.get("JAXMEM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "jaxmem", "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except Exception:  # pragma: no cover - an unwritable home only loses the cache
+        return None
+    return path
+
+
+def init_distributed():
+    """`jax.distributed.initialize` from the environment when JAXMEM_DISTRIBUTED=1 (several
+    hosts: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; or auto-detection on
+    SLURM / TPU pods when those are unset). With JAXMEM_CPUS (a comma-separated list, set by
+    `--processes N`) the process's threads are first pinned to those CPUs."""
+    import jax
+
+    if not is_launched():
+        return False
+    if os.environ.get("JAXMEM_CPUS"):  # set by `--processes N` (launch_local): this process's cores
+        pin_threads(os.environ["JAXMEM_CPUS"].split(","))
+    # Cross-process collectives of the CPU backend (the sweep's gathers); GPU/TPU use their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = {}
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        kwargs = dict(
+            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
+def sync(name):
+    """A barrier across processes (no-op in a single process)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def gather(tree):
+    """Every process's shards of a tree of arrays, as numpy arrays (in one process: as is)."""
+    import jax
+    import numpy as np
+
+    if jax.process_count() > 1:  # pragma: no cover - multi-host
+        from jax.experimental import multihost_utils
+
+        return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+#: Seconds between the exchanges of finished rows of a multi-process flow sweep (an interrupt
+#: loses at most this much of the other processes' work, besides the calls in flight).
+EXCHANGE_S = 2.0
+
+
+def exchange_interval() -> float:
+    """`EXCHANGE_S`, or the environment variable JAXMEM_EXCHANGE_S."""
+    return float(os.environ.get("JAXMEM_EXCHANGE_S", EXCHANGE_S))
+
+
+def exchange(records, finished):
+    """All processes' records (float rows of equal width) since the last exchange, but this
+    process's own, and whether every process has finished its share (a collective: every
+    process calls it in turn)."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    records = np.asarray(records, np.float64)
+    width = records.shape[-1]
+    records = records.reshape(-1, width)
+    counts = np.asarray(multihost_utils.process_allgather(np.array([len(records), int(finished)])))
+    most = int(counts[:, 0].max())
+    others = np.zeros((0, width))
+    if most:
+        buf = np.zeros((most, width))
+        buf[: len(records)] = records
+        every = np.asarray(multihost_utils.process_allgather(buf))
+        others = np.concatenate([every[q, : counts[q, 0]] for q in range(len(counts)) if q != jax.process_index()])
+    return others, bool(counts[:, 1].all())

@@ -3,10 +3,9 @@
 import functools
 
 import jax.numpy as jnp
-import numpy as np
 
-from ._kernels import AbstractKernel, PowerLaw, ScaledKernel
-from ._quadrature import half_line_rule
+from .._kernels import AbstractKernel, PowerLaw, ScaledKernel
+from .._quadrature import gauss_legendre, half_line_rule
 
 # Panels of the residual rule: 0, then geometric panels from t_lo to T, n Gauss points each.
 _PANELS = 240
@@ -15,7 +14,8 @@ _NODES = 16
 
 @functools.cache
 def _gauss(n):
-    x, w = np.polynomial.legendre.leggauss(n)
+    """Gauss-Legendre nodes and weights on [0, 1]."""
+    x, w = gauss_legendre(n)
     return (x + 1) / 2, w / 2
 
 

@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import math
 import os
 
 
@@ -140,7 +139,6 @@ def _parse_value(v):
     try:
         if v.strip().lstrip("-").isdigit():
             return int(v)
-        x = float(v)
-        return x if (math.isfinite(x) or v.strip().lower() in ("inf", "-inf", "nan")) else x
+        return float(v)
     except ValueError:
         return v

@@ -1,8 +1,10 @@
-"""Figures: the plateau map (log τ against the memory L = 1/ω) with fits and theory."""
+"""Figures: the plateau map (log τ against the memory L = 1/ω) with fits and theory, and the
+approximation map (best error against the width, and the width needed against the memory)."""
 
 import numpy as np
 
-from ._theory import fit_exponential
+from .._theory import fit_exponential
+from .report import median_rows
 
 
 def _pyplot():
@@ -18,37 +20,13 @@ def _pyplot():
     return plt
 
 
-def series_key(row, several_widths=False):
-    label = "gradient flow" if row["optimizer"] == "flow" else row["optimizer"]
-    if row["optimizer"] != "flow":
-        label += f" (η={row['lr']:g})"
-    if row.get("parameterization", "identity") != "identity":
-        label += f", {row['parameterization']}"
-    if several_widths:
-        label += f", m={row['width']}"
-    return label
-
-
-def median_rows(rows):
-    """One row per (series, lag), with the median τ over seeds; `series` names the series."""
-    several = len({r.get("width") for r in rows}) > 1
-    groups = {}
-    for r in rows:
-        groups.setdefault((series_key(r, several), r["lag"]), []).append(r)
-    out = []
-    for (label, lag), rs in groups.items():
-        out.append(dict(rs[0], series=label, tau_param=float(np.median([r["tau_param"] for r in rs])),
-                        tau_loss=float(np.median([r["tau_loss"] for r in rs]))))
-    return out
-
-
 def plot_plateau_map(rows, path=None, *, w_min=0.5, title=None):
     """Draw log τ₀ (parameters move) and log τ₀′ (loss drops) against L = 1/ω.
 
     One series per optimiser/parameterisation, each with its fitted exponential slope in the
     legend; beside them, a line of the Thm 20 lower-bound slope w_l⁰ (anchored at the
-    gradient flow's first point) — the measured slopes should be at or above it. Rows whose
-    hitting condition was not reached are drawn as open markers at the top of the axes.
+    gradient flow's first point) — the measured slopes should be at or above it. A lag whose
+    hitting condition was not reached has no point (and no part in the fit).
     Returns the figure (and saves it to `path` if given).
     """
     plt = _pyplot()
@@ -89,3 +67,44 @@ def plot_plateau_map(rows, path=None, *, w_min=0.5, title=None):
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def plot_approx_map(settings, modes, maps, needed, path):
+    """The figure: best relative error against the width per parameter and rates mode (and the
+    width needed against the memory 1/parameter), drawn from the stored rows."""
+    plt = _pyplot()
+    kind, name, params, widths = settings["kernel"], settings["param_name"], settings["params"], settings["widths"]
+    norm, floor = settings["norm"], settings["min_rate"] or None
+    ncols = 2 if needed is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
+    ax = axes[0, 0]
+    for i, p in enumerate(params):
+        line = None
+        for mode, lo in modes:
+            y = np.maximum(maps[mode][i], 1e-16)
+            style = "-o" if mode == "floor" else "--"
+            label = f"{name}={p:g}" + (f", rates >= {lo}" if lo else ", free rates")
+            kw = {"color": line.get_color()} if line is not None else {}
+            (ln,) = ax.loglog(widths, y, style, ms=4, label=label, **kw)
+            line = line or ln
+        if kind == "exp":
+            ms = np.asarray(widths, dtype=float)
+            e0 = maps[modes[0][0]][i, 0]
+            ax.loglog(ms, e0 * ms[0] / ms, ":", color=line.get_color(), lw=1,
+                      label="Jackson shape C/(β m^α), α=1" if i == 0 else None)
+    ax.set(xlabel="width m", ylabel=f"relative {norm} error", title=f"Best width-m error: {kind} memory")
+    ax.legend(fontsize=7)
+    if needed is not None:
+        mw = settings["max_width"]
+        ax2 = axes[0, 1]
+        inv = 1.0 / np.asarray(params)
+        ok = needed > 0
+        ax2.semilogy(inv[ok], needed[ok], "o-", label=f"rates >= {floor or 0}")
+        if np.any(~ok):
+            ax2.semilogy(inv[~ok], np.full((~ok).sum(), mw), "^", color="r", label=f"> {mw}")
+        ax2.set(xlabel=f"memory 1/{name}", ylabel="width needed",
+                title=f"Width needed for relative {norm} error <= {settings['eps']:g}")
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,17 +1,20 @@
-"""The plateau map: hitting times over lags, optimisers and parameterisations, to files."""
+"""The plateau map's driver: settings → sweep → `plateau.csv`, `plateau.json`, `plateau.png`."""
 
 import dataclasses
 import math
 import os
-import platform
 import time
 
 import jax
 
-from ._presets import CANONICAL_LAGS, MIN_RATE, QUICK_LAGS
-from ._store import RowStore, StoreError
-from ._sweep import config_key, plateau_grid, plateau_sweep
-from ._theory import fit_exponential
+from .. import _distributed
+from .._hitting import HittingTimeSearch
+from .._presets import CANONICAL_LAGS, MIN_RATE, QUICK_LAGS
+from .grid import config_key, plateau_grid
+from .provenance import describe_search, provenance
+from .report import format_fits, summarize
+from .store import RowStore, StoreError
+from .sweep import plateau_sweep
 
 COLUMNS = (
     "lag", "omega", "width", "seed", "optimizer", "lr", "momentum", "parameterization",
@@ -22,6 +25,18 @@ COLUMNS = (
 
 @dataclasses.dataclass
 class PlateauSettings:
+    """The settings of a plateau map (`jaxmem plateau`), validated on construction; a resumed
+    run must repeat them. `train_max_steps` caps the discrete optimisers' iterations;
+    `batch_size` is the configurations per compiled call (or the flow's slots); `rtol`, `atol`
+    are the flow's step-controller tolerances.
+
+    ```python
+    import jaxmem
+    s = jaxmem.PlateauSettings(lags=(8.0, 10.0), optimizers=("flow",))
+    len(s.grid())     # 2
+    ```
+    """
+
     lags: tuple = CANONICAL_LAGS
     widths: tuple = (10,)
     seeds: tuple = (0,)
@@ -31,7 +46,7 @@ class PlateauSettings:
     delta_param: float = 0.05
     delta_loss: float = 0.05
     parameterizations: tuple = ("identity",)
-    max_steps: int = 5_000_000
+    train_max_steps: int = 5_000_000
     perturbation: float = 0.0
     batch_size: int = 64
     rtol: float = 1e-8
@@ -49,8 +64,8 @@ class PlateauSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be > 0; got {v}.")
-        if not (isinstance(self.max_steps, int) and self.max_steps > 0):
-            raise ValueError(f"max_steps must be a positive integer; got {self.max_steps!r}.")
+        if not (isinstance(self.train_max_steps, int) and self.train_max_steps > 0):
+            raise ValueError(f"train_max_steps must be a positive integer; got {self.train_max_steps!r}.")
         if not (math.isfinite(self.perturbation) and self.perturbation >= 0):
             raise ValueError(f"perturbation must be >= 0; got {self.perturbation}.")
         self.grid()  # validates lags, widths, optimisers, learning rates, parameterisations
@@ -63,11 +78,12 @@ class PlateauSettings:
 
 
 def preset_settings(name: str, **overrides) -> PlateauSettings:
-    """`canonical` (DESIGN §1.4: m = 10, L = 8..18, all four optimisers) or `quick`."""
+    """The settings of a preset, with `overrides` (those not None) on top: `canonical` (m = 10,
+    L = 8..18, flow, gd, momentum, adam) or `quick` (L = 6..12, flow, gd, adam)."""
     if name == "canonical":
         base = {}
     elif name == "quick":
-        base = dict(lags=QUICK_LAGS, optimizers=("flow", "gd", "adam"), max_steps=400_000)
+        base = dict(lags=QUICK_LAGS, optimizers=("flow", "gd", "adam"), train_max_steps=400_000)
     else:
         raise ValueError(f"unknown preset {name!r}; expected 'canonical' or 'quick'.")
     base.update({k: v for k, v in overrides.items() if v is not None})
@@ -89,14 +105,14 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     # batches must match); they never write.
     writer = jax.process_index() == 0
     if out_dir is not None and not writer:
-        _sync("jaxmem-plateau-store")
+        _distributed.sync("jaxmem-plateau-store")
     if out_dir is not None:
         store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
                          manifest_name="plateau.json", other_outputs=("plateau.png",), read_only=not writer)
         if store.done_rows and log is not None:
             log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
     if out_dir is not None and writer:
-        _sync("jaxmem-plateau-store")
+        _distributed.sync("jaxmem-plateau-store")
     done = {r["key"] for r in store.done_rows} if store else set()
     unknown = sorted(done - {config_key(c) for c in configs})
     if unknown:  # same settings, yet rows of configurations outside the grid: a damaged file
@@ -109,7 +125,7 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     t_start = time.perf_counter()
     new_rows = plateau_sweep(
         configs, delta_param=settings.delta_param, delta_loss=settings.delta_loss,
-        batch_size=settings.batch_size, max_steps=None, train_max_steps=settings.max_steps,
+        batch_size=settings.batch_size, train_max_steps=settings.train_max_steps,
         perturbation=settings.perturbation, rtol=settings.rtol, atol=settings.atol, done=done,
         on_batch=store.append if store else None, progress=progress,
     )
@@ -121,78 +137,17 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     if log is not None:
         log(format_fits(fits))
     if store is not None:
-        from ._plots import plot_plateau_map
+        from .plots import plot_plateau_map
 
         fig = plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=MIN_RATE)
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+        import diffrax
+
+        search = HittingTimeSearch(stepsize_controller=diffrax.PIDController(rtol=settings.rtol, atol=settings.atol))
         store.update_manifest(
-            fits=fits, versions=versions(), device=str(jax.devices()[0]),
-            devices=[str(d) for d in jax.devices()], platform=platform.platform(),
-            x64=bool(jax.config.jax_enable_x64), solver=_solver_description(settings),
+            fits=fits, **provenance(), solver=describe_search(search),
             timings=dict(this_run_s=total, new_rows=len(new_rows), resumed_rows=len(rows) - len(new_rows)),
         )
     return rows
-
-
-def _sync(name):
-    """A barrier across processes (no-op in a single process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
-def _solver_description(settings):
-    from ._flow import describe_default_solver
-
-    return describe_default_solver(rtol=settings.rtol, atol=settings.atol)
-
-
-def summarize(rows):
-    """Fitted slopes of log τ against L per series (optimiser, parameterisation, width, lr),
-    over the seed-median τ at each lag, with the theory's w_l⁰ (`MIN_RATE`)."""
-    from ._plots import median_rows
-
-    series = {}
-    for r in median_rows(rows):
-        series.setdefault(r["series"], []).append(r)
-    out = []
-    for rs in series.values():
-        rs.sort(key=lambda r: r["lag"])
-        first = rs[0]
-        for col in ("tau_param", "tau_loss"):
-            fit = fit_exponential([r["lag"] for r in rs], [r[col] for r in rs])
-            out.append(dict(optimizer=first["optimizer"], parameterization=first["parameterization"],
-                            width=first["width"], lr=first["lr"], quantity=col, slope=fit.slope,
-                            intercept=fit.intercept, r2=fit.r2, n=fit.n, theory_slope=MIN_RATE))
-    out.sort(key=lambda f: (f["optimizer"], f["parameterization"], f["width"], str(f["lr"])))
-    return out
-
-
-def format_fits(fits):
-    lines = [f"{'optimizer':<9} {'param.':<9} {'m':>3} {'lr':>7} {'quantity':<9} {'slope':>8} {'R²':>7} {'n':>3}"
-             "  (theory: slope >= w_l0)"]
-    for f in fits:
-        lr = "-" if f["lr"] != f["lr"] else f"{f['lr']:g}"
-        lines.append(
-            f"{f['optimizer']:<9} {f['parameterization']:<9} {f['width']:>3} {lr:>7} {f['quantity']:<9} "
-            f"{f['slope']:8.4f} {f['r2']:7.4f} {f['n']:3d}  w_l0 = {f['theory_slope']:.3g}"
-        )
-    return "\n".join(lines)
-
-
-def versions():
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("jaxmem", "jax", "jaxlib", "equinox", "diffrax", "optax", "numpy", "scipy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:  # pragma: no cover
-            out[pkg] = None
-    return out
-
-
-__all__ = ["PlateauSettings", "preset_settings", "run_plateau", "summarize"]

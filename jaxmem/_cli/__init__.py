@@ -1,0 +1,39 @@
+"""The `jaxmem` command line: each subcommand parses its options into a settings object and
+calls its driver in `jaxmem._experiments`."""
+
+import argparse
+import sys
+
+import jax
+
+from .._distributed import enable_compilation_cache, init_distributed
+from . import approx, demo, plateau
+
+
+def main(argv=None) -> int:
+    # The CLI produces theory-grade numbers: float64 always (the library warns when it is off).
+    jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()
+    init_distributed()
+    parser = argparse.ArgumentParser(
+        prog="jaxmem", description="Simulate, measure and see the curse of memory in linear RNNs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    plateau.add_parser(sub)
+    demo.add_parser(sub)
+    approx.add_parser(sub)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError) as e:  # StoreError is a ValueError: nothing was overwritten
+        print(f"jaxmem {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\njaxmem {args.command}: interrupted; rows finished so far are in the output folder.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

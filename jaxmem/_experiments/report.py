@@ -1,0 +1,78 @@
+"""The printed summaries of a run: fitted plateau slopes, and the approximation table."""
+
+import numpy as np
+
+from .._presets import MIN_RATE
+from .._theory import fit_exponential
+
+
+def series_key(row, several_widths=False):
+    label = "gradient flow" if row["optimizer"] == "flow" else row["optimizer"]
+    if row["optimizer"] != "flow":
+        label += f" (η={row['lr']:g})"
+    if row.get("parameterization", "identity") != "identity":
+        label += f", {row['parameterization']}"
+    if several_widths:
+        label += f", m={row['width']}"
+    return label
+
+
+def median_rows(rows):
+    """One row per (series, lag), with the median τ over seeds; `series` names the series."""
+    several = len({r.get("width") for r in rows}) > 1
+    groups = {}
+    for r in rows:
+        groups.setdefault((series_key(r, several), r["lag"]), []).append(r)
+    out = []
+    for (label, lag), rs in groups.items():
+        out.append(dict(rs[0], series=label, tau_param=float(np.median([r["tau_param"] for r in rs])),
+                        tau_loss=float(np.median([r["tau_loss"] for r in rs]))))
+    return out
+
+
+def summarize(rows):
+    """Fitted slopes of log τ against L per series (optimiser, parameterisation, width, lr),
+    over the seed-median τ at each lag, with the theory's w_l⁰ (`MIN_RATE`)."""
+    series = {}
+    for r in median_rows(rows):
+        series.setdefault(r["series"], []).append(r)
+    out = []
+    for rs in series.values():
+        rs.sort(key=lambda r: r["lag"])
+        first = rs[0]
+        for col in ("tau_param", "tau_loss"):
+            fit = fit_exponential([r["lag"] for r in rs], [r[col] for r in rs])
+            out.append(dict(optimizer=first["optimizer"], parameterization=first["parameterization"],
+                            width=first["width"], lr=first["lr"], quantity=col, slope=fit.slope,
+                            intercept=fit.intercept, r2=fit.r2, n=fit.n, theory_slope=MIN_RATE))
+    out.sort(key=lambda f: (f["optimizer"], f["parameterization"], f["width"], str(f["lr"])))
+    return out
+
+
+def format_fits(fits):
+    lines = [f"{'optimizer':<9} {'param.':<9} {'m':>3} {'lr':>7} {'quantity':<9} {'slope':>8} {'R²':>7} {'n':>3}"
+             "  (theory: slope >= w_l0)"]
+    for f in fits:
+        lr = "-" if f["lr"] != f["lr"] else f"{f['lr']:g}"
+        lines.append(
+            f"{f['optimizer']:<9} {f['parameterization']:<9} {f['width']:>3} {lr:>7} {f['quantity']:<9} "
+            f"{f['slope']:8.4f} {f['r2']:7.4f} {f['n']:3d}  w_l0 = {f['theory_slope']:.3g}"
+        )
+    return "\n".join(lines)
+
+
+def format_approx_table(settings, modes, maps, needed):
+    """The printed summary: relative errors per (parameter, rates mode) and width, then the
+    widths needed for --eps."""
+    name, params, widths, norm = settings["param_name"], settings["params"], settings["widths"], settings["norm"]
+    lines = [f"\n relative {norm} error, best width-m fit",
+             f" {name:>6} {'rates':>14} " + " ".join(f"m={w:<7d}" for w in widths)]
+    for mode, lo in modes:
+        for i, p in enumerate(params):
+            label = f">= {lo}" if lo else "free"
+            lines.append(f" {p:6.3g} {label:>14} " + " ".join(f"{e:9.2e}" for e in maps[mode][i]))
+    if needed is not None:
+        mw = settings["max_width"]
+        lines.append(f"\n width needed for {settings['eps']:g} (rates >= {settings['min_rate'] or 0}): "
+                     + ", ".join(f"{name}={p:g}: {n if n > 0 else f'>{mw}'}" for p, n in zip(params, needed)))
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""Sweeps: a grid of plateau experiments run on every device, with continuous batching.
+
+The discrete optimisers run in fixed batches (`batching.run_batch`), ordered by predicted
+plateau length. The gradient flow uses continuous batching: slots advanced a bounded number of
+solver steps per compiled call (`batching.advance_flow`) and refilled as their problems finish.
+With several processes (`jax.distributed`), the flow's slots are not run in lockstep: each
+process advances its own slots through its own share of the queue and the processes trade
+finished rows every few seconds (a call of one process never waits for another's).
+"""
+
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from .. import _distributed
+from .._hitting import DEFAULT_MAX_STEPS
+from .._parameterization import get_parameterization
+from .._results import names
+from .batching import (
+    FlowSlots,
+    TrainBatch,
+    advance_flow,
+    flow_devices,
+    key_data,
+    mesh,
+    put,
+    run_batch,
+)
+from .grid import config_key, groups
+from .progress import Progress
+
+
+def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, flow_max_steps=DEFAULT_MAX_STEPS,
+                  train_max_steps=1_000_000, chunk_steps=64,
+                  perturbation=0.0, rtol=1e-8, atol=1e-10, order="predicted", done=None,
+                  on_batch=None, progress=True, stats=None):
+    """Run plateau configurations (from `plateau_grid`); return their result rows.
+
+    The discrete optimisers run in batches of `batch_size` configurations, one compiled call
+    per batch. The gradient flow runs with continuous batching: `batch_size` slots advance
+    their hitting-time searches `chunk_steps` solver steps per compiled call, and a finished
+    problem's slot takes the next configuration at once, so a batch never idles behind its
+    slowest member (adaptive solves of one grid differ in cost by 100× and more).
+
+    **Arguments:**
+
+    - `configs`: list of dicts with optimizer, parameterization, lag, width, seed, lr, momentum.
+    - `delta_param`, `delta_loss`: hitting thresholds.
+    - `batch_size`: configurations per compiled call, or flow slots (rounded up to a multiple
+      of the device count; a last batch is padded by repetition). Every call of a group has
+      this shape, so each (optimiser, parameterisation) compiles once.
+    - `flow_max_steps`: flow steps per solve segment (default 8192).
+    - `train_max_steps`: iteration cap of the discrete optimisers (default 1e6).
+    - `chunk_steps`: flow steps per compiled call (the host refills finished slots between
+      calls): larger means fewer calls, smaller means less idling of finished slots.
+    - `perturbation`: scale of the seed-dependent perturbation of the initialisation.
+    - `order`: `"predicted"` (by predicted plateau length: batches of the discrete optimisers
+      in increasing order, so batches are even; the flow's queue longest first, so the slots
+      run out together) or `"given"`.
+    - `done`: keys (`config_key`) to skip — already computed, when resuming.
+    - `on_batch(rows)`: called with the rows of each batch, or of the flow problems finished
+      by a call, as soon as they are known (e.g. to write them).
+    - `stats`: a dict, filled with this process's number of compiled calls per kind of
+      training (`{"flow": n, "gd": n, ...}`), e.g. to measure how well the slots are used.
+
+    With several processes (`jax.distributed`), the discrete optimisers' batches are sharded
+    over every process's devices; the flow runs `batch_size` / processes slots in each
+    process, each process through every P-th configuration of the ordered queue, and the
+    processes trade finished rows every 2 s and at the end, so every process returns every
+    row (and `on_batch` sees the other processes' rows at those exchanges).
+
+    **Returns:** list of row dicts (config, tau_param, tau_loss, steps, status, wall_s), in
+    the order they finished. `status` is the name of a `jaxmem.RESULTS` member; `wall_s` is the
+    row's share of the sweep's wall time.
+
+    ```python
+    import jax, jaxmem
+    jax.config.update("jax_enable_x64", True)
+    grid = jaxmem.plateau_grid([8.0, 10.0, 12.0], widths=[6, 10])
+    rows = jaxmem.plateau_sweep(grid, batch_size=4, progress=False)
+    ```
+    """
+    if int(chunk_steps) < 1:
+        raise ValueError(f"chunk_steps must be a positive integer; got {chunk_steps!r}.")
+    done = set(done or ())
+    todo = [c for c in configs if config_key(c) not in done]
+    by_group = groups(todo, order)
+    devices = jax.devices()
+    ndev = len(devices)
+    largest = max((len(g) for g in by_group.values()), default=1)
+    bs = max(1, min(int(batch_size), largest))
+    bs = ndev * math.ceil(bs / ndev)
+    max_width = max((c["width"] for c in configs), default=1)
+    dtype = jnp.zeros(()).dtype
+    settings = dict(delta_param=delta_param, delta_loss=delta_loss)
+    stats = {} if stats is None else stats
+    rows = []
+    bar = Progress(len(todo), "sweep") if progress and todo else None
+
+    def emit(new, note):
+        rows.extend(new)
+        if on_batch is not None and new:
+            on_batch(new)
+        if bar is not None and new:
+            bar.update(len(new), note)
+
+    try:
+        for (kind, pname), group in by_group.items():
+            p = get_parameterization(pname)
+            if kind == "flow":
+                fn = FlowSlots(p, max_width, int(flow_max_steps), int(chunk_steps), float(perturbation),
+                               float(delta_param), float(delta_loss), float(rtol), float(atol))
+                _sweep_flow(fn, group, bs, dtype, settings, emit, stats)
+            else:
+                batch = TrainBatch(kind, p, max_width, int(train_max_steps), float(perturbation),
+                                   float(delta_param), float(delta_loss))
+                _sweep_batches(batch, mesh(devices), group, bs, dtype, settings, emit, stats)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    return rows
+
+
+def _row(c, settings, out, i, wall_s, batch_wall_s):
+    return dict(
+        c, key=config_key(c), omega=1.0 / c["lag"], **settings,
+        tau_param=float(out["tau_param"][i]), tau_loss=float(out["tau_loss"][i]),
+        steps=int(out["steps"][i]), status=names(out["result"][i])[0],
+        wall_s=round(wall_s, 6), batch_wall_s=round(batch_wall_s, 4),
+    )
+
+
+def _count(stats, kind):
+    stats[kind] = stats.get(kind, 0) + 1
+
+
+def _sweep_batches(batch, mesh, group, bs, dtype, settings, emit, stats):
+    """The discrete optimisers: batches of `bs` configurations, each run to its end."""
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    for start in range(0, len(group), bs):
+        chunk = group[start : start + bs]
+        padded = chunk + [chunk[-1]] * (bs - len(chunk))
+        arrays = [
+            np.array([c["lag"] for c in padded], dtype),
+            np.array([c["width"] for c in padded], np.int32),
+            np.stack([key_data(c["seed"]) for c in padded]),
+            np.array([1e-2 if math.isnan(c["lr"]) else c["lr"] for c in padded], dtype),
+            np.array([0.0 if math.isnan(c["momentum"]) else c["momentum"] for c in padded], dtype),
+        ]
+        t0 = time.perf_counter()
+        inputs = [put(x, sharding) for x in arrays]
+        out = _distributed.gather(run_batch(batch, mesh, *inputs))
+        _count(stats, batch.kind)
+        wall = time.perf_counter() - t0
+        lags = [c["lag"] for c in chunk]
+        emit([_row(c, settings, out, i, wall / len(chunk), wall) for i, c in enumerate(chunk)],
+             f"{batch.kind} L={min(lags):g}..{max(lags):g} ({len(chunk)} configs)")
+
+
+def _sweep_flow(fn, group, bs, dtype, settings, emit, stats):
+    """The gradient flow with continuous batching: `bs` slots; after every call the finished
+    problems leave their slots and the next configurations of the queue take them.
+
+    In one process the slots are sharded over the process's devices. With several processes
+    (`jax.distributed`) each process runs its own slots (`bs` / processes of them) on its own
+    devices through its own share of the queue (every P-th configuration of the ordered
+    queue, so the shares cost alike), with no collective per call: a call of one process
+    never waits for another's. The processes exchange their finished rows every
+    `_distributed.EXCHANGE_S` seconds and once more at the end (`_distributed.exchange`), so
+    that every process returns, and process 0 writes, every row."""
+    nproc = jax.process_count()
+    devices = flow_devices(jax.local_devices())
+    flow_mesh = mesh(devices)
+    if nproc == 1:
+        for records in _run_slots(fn, flow_mesh, group, range(len(group)), bs, dtype, stats):
+            _emit_records(records, group, settings, emit)
+        return
+    local_bs = max(len(devices), bs // nproc)
+    local_bs = len(devices) * math.ceil(local_bs / len(devices))
+    mine = range(jax.process_index(), len(group), nproc)
+    calls = _run_slots(fn, flow_mesh, group, mine, local_bs, dtype, stats)
+    every = _distributed.exchange_interval()
+    pending, finished, last = [], False, time.perf_counter()
+    while True:
+        if not finished:
+            records = next(calls, None)
+            if records is None:
+                finished = True
+            else:
+                _emit_records(records, group, settings, emit)  # this process's own rows at once
+                pending.extend(records)
+                if time.perf_counter() - last < every:
+                    continue
+        others, all_finished = _distributed.exchange(np.asarray(pending, np.float64).reshape(-1, _RECORD_WIDTH),
+                                                     finished)
+        pending, last = [], time.perf_counter()
+        _emit_records(others, group, settings, emit)
+        if all_finished:
+            return
+
+
+# A finished flow problem travels between processes as one row of numbers: its index in the
+# group, then these fields of the call's summary (the result as its integer code), then its
+# wall times.
+_RECORD_FIELDS = ("tau_param", "tau_loss", "steps", "result")
+_RECORD_WIDTH = 3 + len(_RECORD_FIELDS)
+
+
+def _run_slots(fn, mesh, group, indices, bs, dtype, stats):
+    """Continuous batching of the configurations `group[i]`, `i` in `indices` (in that
+    order), in `bs` slots on `mesh`. Yields, after every compiled call, the records (one
+    array row each: index, `_RECORD_FIELDS`, wall_s, batch_wall_s) of the problems it
+    finished, possibly none."""
+    if not len(indices):
+        return
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    queue = iter(indices)
+    slot_idx = [None] * bs
+    slot_wall = [0.0] * bs
+    slot_start = [0.0] * bs
+    filler = group[indices[0]]
+    # The slots' initial contents (all refilled by the first call: only the shapes matter).
+    shapes = jax.eval_shape(jax.vmap(fn.start), jnp.zeros(bs, dtype), jnp.zeros(bs, np.int32),
+                            jnp.zeros((bs, 2), np.uint32), jnp.zeros(bs, bool))
+    slots = jax.tree_util.tree_map(lambda x: put(np.zeros(x.shape, x.dtype), sharding), shapes)
+    first = True
+    while True:
+        refill = np.zeros(bs, bool)
+        now = time.perf_counter()
+        for i in range(bs):
+            if slot_idx[i] is None:
+                j = next(queue, None)
+                if j is not None:
+                    slot_idx[i], slot_wall[i], slot_start[i] = j, 0.0, now
+                    refill[i] = True
+        if first:
+            refill[:] = True  # placeholders in the slots no configuration took
+            first = False
+        busy = [i for i in range(bs) if slot_idx[i] is not None]
+        if not busy:
+            return
+        cfgs = [filler if j is None else group[j] for j in slot_idx]
+        arrays = [
+            refill, np.array([j is not None for j in slot_idx]),
+            np.array([c["lag"] for c in cfgs], dtype), np.array([c["width"] for c in cfgs], np.int32),
+            np.stack([key_data(c["seed"]) for c in cfgs]),
+        ]
+        t0 = time.perf_counter()
+        slots, out = advance_flow(fn, mesh, slots, *[put(x, sharding) for x in arrays])
+        _count(stats, "flow")
+        out = jax.tree_util.tree_map(np.asarray, out)  # the mesh is this process's own devices
+        wall = time.perf_counter() - t0
+        records = []
+        for i in busy:
+            slot_wall[i] += wall / len(busy)
+            if out["finished"][i]:
+                records.append([slot_idx[i], *(float(out[k][i]) for k in _RECORD_FIELDS), slot_wall[i],
+                                time.perf_counter() - slot_start[i]])
+                slot_idx[i] = None
+        yield np.array(records, np.float64).reshape(-1, _RECORD_WIDTH)
+
+
+def _emit_records(records, group, settings, emit):
+    if not len(records):
+        return
+    out = {k: records[:, 1 + n] for n, k in enumerate(_RECORD_FIELDS)}
+    rows = [_row(group[int(rec[0])], settings, out, n, float(rec[-2]), float(rec[-1])) for n, rec in enumerate(records)]
+    lags = [r["lag"] for r in rows]
+    emit(rows, f"flow L={min(lags):g}..{max(lags):g}")
+
+

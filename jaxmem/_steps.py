@@ -1,0 +1,105 @@
+"""A bounded loop of adaptive ODE steps that stops at the sign change of an event function.
+
+The loop is written out (the solver's step, the step controller's `adapt_step_size`, the dense
+output, an optimistix root finder on it) rather than `diffrax.diffeqsolve(..., max_steps=n)`: a
+solve cut short by `max_steps` inside a vmapped batch can, in diffrax 0.7 with Equinox 0.13,
+lose the event of a member whose last step crosses it while another member has already stopped
+at its own event. Here a member's state is frozen by `jax.lax.while_loop`'s own batching rule.
+The step, the step-size control and the dense output are diffrax's.
+"""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+from equinox import internal as eqxi
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+
+class _LoopState(eqx.Module):
+    """The state of `solve_steps`' loop of adaptive steps."""
+
+    num_steps: Int[Array, ""]
+    t: Float[Array, ""]
+    y: Float[Array, " n"]
+    solver_state: PyTree
+    condition: Float[Array, ""]  # the event function at t
+    dt: Float[Array, ""]
+    controller_state: PyTree
+    fired: Bool[Array, ""]  # the event's sign changed over the last accepted step...
+    step_start: Float[Array, ""]  # ...which ran from step_start to step_end,
+    step_end: Float[Array, ""]
+    dense_info: PyTree  # with this dense output
+
+
+def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, controller_state, condition, n_max):
+    """At most `n_max` adaptive steps of `solver` from (t0, y0) towards `t_end`, stopping at
+    the first sign change of the event function `condition(t, y)` (located with `root_finder`
+    on the step's dense output, as `diffrax.Event` does).
+
+    Returns (t, y, steps taken, event fired, reached t_end, root-finding ok, next step,
+    controller state)."""
+    error_order = solver.error_order(term)
+    dtype = y0.dtype
+    f0 = solver.init(term, t0, t0 + dt0, y0, None)
+    dense_shape = jax.eval_shape(lambda: solver.step(term, t0, t0 + dt0, y0, None, f0, False)[2])
+    init = _LoopState(
+        num_steps=jnp.zeros((), int), t=t0, y=y0, solver_state=f0, condition=condition(t0, y0), dt=dt0,
+        controller_state=controller_state, fired=jnp.zeros((), bool), step_start=t0, step_end=t0,
+        dense_info=jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), dense_shape),
+    )
+
+    def cond_fun(s):
+        return (s.num_steps < n_max) & ~s.fired & (s.t < t_end)
+
+    def body_fun(s):
+        t1 = jnp.minimum(s.t + s.dt, t_end)
+        y1, y_err, dense1, f1, _ = solver.step(term, s.t, t1, s.y, None, s.solver_state, False)
+        keep, next_t0, next_t1, _, controller_state, _ = controller.adapt_step_size(
+            s.t, t1, s.y, y1, None, y_err, error_order, s.controller_state
+        )
+        keep = keep & jnp.all(jnp.isfinite(y1))
+        c1 = jnp.where(keep, condition(t1, y1), s.condition)
+        fired = keep & (jnp.sign(s.condition) != jnp.sign(c1))
+        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+        t_new, y_new, f_new = pick((t1, y1, f1), (s.t, s.y, s.solver_state))
+        dense = jax.tree_util.tree_map(lambda a, b: jnp.where(fired, a, b), dense1, s.dense_info)
+        return _LoopState(
+            num_steps=s.num_steps + 1, t=t_new, y=y_new, solver_state=f_new, condition=c1,
+            dt=next_t1 - next_t0, controller_state=controller_state, fired=fired, step_start=s.t, step_end=t1,
+            dense_info=dense,
+        )
+
+    s = jax.lax.while_loop(cond_fun, body_fun, init)
+    fired, tl, tr = s.fired, s.step_start, s.step_end
+
+    def locate():
+        interpolation = solver.interpolation_cls(t0=tl, t1=tr, **s.dense_info)
+        # Members without an event get the constant 0 (a root at once), as in diffrax.
+        sol = optx.root_find(
+            lambda tau, _: jnp.where(fired, condition(tau, interpolation.evaluate(tau)), 0.0),
+            root_finder, y0=tr, options=dict(lower=tl, upper=tr), throw=False,
+        )
+        return sol.value, interpolation.evaluate(sol.value), sol.result == optx.RESULTS.successful
+
+    # The root finder runs only where some member's event fired (under vmap it then runs for all).
+    t_root, y_root, root_ok = jax.lax.cond(eqxi.unvmap_any(fired), locate, lambda: (s.t, s.y, jnp.asarray(True)))
+    t_out = jnp.where(fired, t_root, s.t)
+    y_out = jnp.where(fired, y_root, s.y)
+    return t_out, y_out, s.num_steps, fired, (s.t >= t_end) & ~fired, ~fired | root_ok, s.dt.astype(dtype), \
+        s.controller_state
+
+
+def with_controller_tols(solver, controller):
+    """As `diffeqsolve` does: an implicit solver's stage tolerances marked
+    `use_stepsize_tol` (diffrax's default `VeryChord`) take the step controller's."""
+    if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        return solver
+    from diffrax._root_finder import use_stepsize_tol
+
+    names = [k for k in ("rtol", "atol", "norm") if getattr(solver.root_finder, k, None) is use_stepsize_tol]
+    if not names:
+        return solver
+    return eqx.tree_at(lambda x: [getattr(x.root_finder, k) for k in names], solver,
+                       [getattr(controller, k) for k in names], is_leaf=lambda x: x is use_stepsize_tol)

@@ -1,0 +1,70 @@
+"""`jaxmem.internal`: what tests, benchmarks and sister projects need beyond the public API.
+
+These names are documented but not stable: they may change between releases without notice.
+
+- The objective of training in the stored parameters `(a, v)` of a `DiagonalRNN`:
+  `loss_and_grad`, `loss_hessian`, `param_distance`, `diagonal_hessian`, `gram`.
+- The flow and its search: `flow_term` (the vector field with its closed-form Jacobian),
+  `JacobianODETerm`, `SearchState`, `run_search` (the unjitted core of `hitting_times`),
+  `EVENTS`; `train_impl` (the unjitted core of `train`).
+- The canonical start: `canonical_params` (traceable, padded, perturbed), `MIN_RATE`,
+  `MAX_RATE`, `QUICK_LAGS`, `preset_settings`.
+- Approximation: `named_rates`, `start_rates`, `fit_rows`, `bisect_widths`, `map_keys`,
+  `check_args`.
+- Sweeps: `advance_flow` and `run_batch` (the compiled programs; their function names are what
+  JAX's compile log reports), `FlowSlots`, `TrainBatch`, `mesh`, `predicted_log_tau`;
+  `summarize` and `format_fits` (the printed slope table).
+- Processes: `launch_local`, `is_launched`, `pin_threads`, `cpu_groups`, `init_distributed`,
+  `sync`, `exchange`.
+- The command line: `main(argv)`; outcomes: `result_names` (member names of `RESULTS` values).
+"""
+
+from ._approx import (
+    bisect_widths as bisect_widths,
+    check_args as check_args,
+    fit_rows as fit_rows,
+    map_keys as map_keys,
+    named_rates as named_rates,
+    start_rates as start_rates,
+)
+from ._cli import main as main
+from ._distributed import (
+    cpu_groups as cpu_groups,
+    exchange as exchange,
+    init_distributed as init_distributed,
+    is_launched as is_launched,
+    launch_local as launch_local,
+    pin_threads as pin_threads,
+    sync as sync,
+)
+from ._experiments.batching import (
+    FlowSlots as FlowSlots,
+    TrainBatch as TrainBatch,
+    advance_flow as advance_flow,
+    mesh as mesh,
+    run_batch as run_batch,
+)
+from ._experiments.grid import predicted_log_tau as predicted_log_tau
+from ._experiments.plateau import preset_settings as preset_settings
+from ._experiments.report import format_fits as format_fits, summarize as summarize
+from ._flow import flow_term as flow_term
+from ._hitting import (
+    EVENTS as EVENTS,
+    SearchState as SearchState,
+    run_search as run_search,
+)
+from ._loss import (
+    diagonal_hessian as diagonal_hessian,
+    gram as gram,
+    loss_and_grad as loss_and_grad,
+    loss_hessian as loss_hessian,
+    param_distance as param_distance,
+)
+from ._presets import (
+    MAX_RATE as MAX_RATE,
+    MIN_RATE as MIN_RATE,
+    QUICK_LAGS as QUICK_LAGS,
+    canonical_params as canonical_params,
+)
+from ._rosenbrock import JacobianODETerm as JacobianODETerm
+from ._train import train_impl as train_impl
