@@ -11,7 +11,7 @@ class RESULTS(eqx.Enumeration):
 
     A threshold that is not reached is an outcome of the measurement, not a failure of the
     solver: `param_not_reached`, `loss_not_reached` and `not_reached` come with `inf` hitting
-    times. The other members other than `successful` are failures, and `throw=True` turns them
+    times. The remaining members, but `successful`, are failures, and `throw=True` turns them
     into an error carrying the member's message.
 
     ```python

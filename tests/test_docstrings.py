@@ -24,6 +24,12 @@ def _examples():
 EXAMPLES = _examples()
 
 
+@pytest.fixture(autouse=True)
+def _no_persistent_cache(monkeypatch):
+    # `enable_compilation_cache`'s example must not turn on a cache in the home folder.
+    monkeypatch.setenv("JAXMEM_NO_CACHE", "1")
+
+
 def test_the_public_api_has_examples():
     assert len(EXAMPLES) >= 20
 
