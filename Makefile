@@ -31,11 +31,11 @@ demo: $(STAMP)
 # The documentation build, then the whole suite, slow tests and notebooks included (what CI
 # runs; ~15 min on 2 cores).
 test: $(TSTAMP)
-	$(PY) -m mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
 	$(PY) -m pytest -q -m "slow or notebook or not (slow or notebook)" $(PYTEST_ARGS)
 
 docs: $(TSTAMP)
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # The default suite without the slow tests and notebooks (~8 min on 2 cores).
 test-quick: $(TSTAMP)
