@@ -16,6 +16,7 @@ from ._experiments.approx import (
     run_approx as run_approx,
 )
 from ._experiments.grid import config_key as config_key, plateau_grid as plateau_grid
+from ._experiments.load import load_run as load_run
 from ._experiments.plateau import (
     PlateauSettings as PlateauSettings,
     run_plateau as run_plateau,

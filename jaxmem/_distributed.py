@@ -26,7 +26,10 @@ import tempfile
 import time
 
 #: Set in the environment of the processes `launch_local` starts (read by `init_distributed`).
-ENV = ("JAXMEM_DISTRIBUTED", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "JAXMEM_CPUS")
+ENV = ("JAXMEM_DISTRIBUTED", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "JAXMEM_CPUS",
+       "JAXMEM_LAUNCHED")
+#: Seconds the processes of an interrupted `launch_local` get to stop before they are killed.
+INTERRUPT_GRACE_S = 1.5
 
 
 def cpu_groups(n: int):
@@ -56,6 +59,11 @@ def pin_threads(cpus) -> None:
             pass
 
 
+def launched_locally() -> bool:
+    """True inside a process started by `launch_local` (whose parent reports interrupts)."""
+    return os.environ.get("JAXMEM_LAUNCHED", "") == "1"
+
+
 def is_launched() -> bool:
     """True inside a process started by `launch_local` (or by a user's own multi-host setup)."""
     return os.environ.get("JAXMEM_DISTRIBUTED", "") in ("1", "true", "yes")
@@ -72,7 +80,9 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
     through a coordinator on 127.0.0.1 (CPU collectives: gloo); return its exit status.
 
     Process 0 keeps this terminal's stdout and stderr; the others print nothing unless they
-    fail (their stderr is then shown). On a CPU platform with at least `n` CPUs each process
+    fail (their stderr is then shown). On Ctrl-C (KeyboardInterrupt) every process gets
+    SIGINT, those still running after `INTERRUPT_GRACE_S` are killed, and the
+    KeyboardInterrupt is raised again here. On a CPU platform with at least `n` CPUs each process
     is pinned to its own share of them (`JAXMEM_CPUS`, applied by `init_distributed`). When one process fails the others are stopped. On
     Ctrl-C every process gets SIGINT (a sweep writes what it finished) and 130 is returned.
     `platform` sets `JAX_PLATFORMS` unless it is already set.
@@ -92,7 +102,7 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
     groups = cpu_groups(n) if n > 1 and env_platform == "cpu" else None
     for i in range(n):
         env = dict(os.environ, JAXMEM_DISTRIBUTED="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-                   JAX_NUM_PROCESSES=str(n), JAX_PROCESS_ID=str(i))
+                   JAX_NUM_PROCESSES=str(n), JAX_PROCESS_ID=str(i), JAXMEM_LAUNCHED="1")
         env.setdefault("JAX_PLATFORMS", platform)
         env.pop("JAXMEM_CPUS", None)
         if groups is not None:
@@ -118,15 +128,22 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
         for p in procs:
             p.wait()
     except KeyboardInterrupt:
+        # Every process writes or trades its finished rows between compiled calls (each well
+        # under a second); one left waiting in a collective for a process that has already
+        # stopped would wait for the collective's time-out, so whatever still runs after
+        # `INTERRUPT_GRACE_S` is killed. Rows are appended whole, and a row torn by the kill is
+        # dropped on resume.
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
         for p in procs:
             try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover
+                p.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
                 p.kill()
-        return 130
+                p.wait()
+        raise
     for i, (p, log) in enumerate(zip(procs, logs)):
         if p.returncode != 0 and code == 0:
             code = p.returncode

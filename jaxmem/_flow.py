@@ -20,12 +20,20 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ._errors import check, show, warn_if_not_x64
+from ._errors import (
+    check,
+    check_fraction,
+    check_positive,
+    positive_int,
+    show,
+    warn_if_not_x64,
+)
 from ._kernels import AbstractKernel
 from ._loss import loss_and_grad, loss_hessian
-from ._models import DiagonalRNN
+from ._models import DiagonalRNN, check_diagonal
 from ._results import RESULTS, raise_if_failed
 from ._rosenbrock import JacobianODETerm, Rodas4
+from ._steps import all_finite
 
 #: The step controller's default tolerances for the flow (relative, absolute; θ is O(1)).
 DEFAULT_RTOL = 1e-8
@@ -43,6 +51,13 @@ def split(model, y):
     """The flow's state `y = (a, v)` split into coefficients and stored rate parameters."""
     m = model.width
     return y[:m], y[m:]
+
+
+def outside_domain(model, y):
+    """Whether an active mode's rate at the flow's state `y` has left the domain of the model
+    (w > 0): the closed-form loss assumes it, so a flow past it has diverged."""
+    _, v = split(model, y)
+    return jnp.any(model.active & ~(model.parameterization(v) > 0))
 
 
 def flow_loss(model, target, y):
@@ -113,6 +128,8 @@ def gradient_flow(
     - `solver`, `rtol`, `atol`, `max_steps`: the Diffrax solve (default `default_solver()`).
     - `throw`: raise a `RuntimeError` when the solve fails (e.g. runs out of steps); with
       `throw=False` the failure is returned in `result` and the trajectory is NaN past it.
+      A trajectory with non-finite values, or whose rates leave their domain (w ≤ 0 with the
+      identity parameterisation), is `RESULTS.diverged`.
 
     **Returns:** a `FlowResult` with the trajectory, solver statistics and `result`.
 
@@ -129,12 +146,23 @@ def gradient_flow(
     ```
     """
     warn_if_not_x64("gradient_flow")
-    t1 = jnp.asarray(t1, dtype=model.a.dtype)
-    t1 = check(t1, ~(t1 > 0), f"t1 must be > 0; got {show(t1)}.")
+    model = check_diagonal(model, "gradient_flow")
+    t1 = jnp.asarray(check_positive(t1, "t1"), dtype=model.a.dtype)
+    rtol, atol = check_fraction(rtol, "rtol"), check_positive(atol, "atol")
+    max_steps = positive_int(max_steps, "max_steps")
+    solver = default_solver() if solver is None else solver
+    if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        raise TypeError(f"solver must be an adaptive diffrax solver; got {solver!r}.")
     if saveat is None:
         saveat = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-6, 1.0, 241) * t1])
     saveat = jnp.asarray(saveat, dtype=model.a.dtype)
-    out = _gradient_flow(model, target, t1, saveat, solver or default_solver(), rtol, atol, max_steps)
+    if saveat.ndim != 1 or saveat.shape[0] < 1:
+        raise ValueError(f"saveat must be a 1-D array of at least one time; got shape {saveat.shape}.")
+    saveat = check(
+        saveat, ~jnp.isfinite(saveat) | (saveat < 0) | (saveat > t1) | (jnp.diff(saveat, prepend=saveat[0]) < 0),
+        f"saveat must be finite, non-decreasing times in [0, t1]; got {show(saveat)} with t1 = {show(t1)}.",
+    )
+    out = _gradient_flow(model, target, t1, saveat, solver, rtol, atol, max_steps)
     raise_if_failed(out.result, throw)
     return out
 
@@ -144,20 +172,31 @@ def _gradient_flow(model, target, t1, saveat, solver, rtol, atol, max_steps):
     y0 = jnp.concatenate([model.a, model.v])
     sol = diffrax.diffeqsolve(
         flow_term(model, target, solver), solver, 0.0, t1, 1e-3, y0,
-        saveat=diffrax.SaveAt(ts=saveat),
+        saveat=diffrax.SaveAt(ts=saveat, solver_state=True),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps, throw=False,
     )
     ys = sol.ys
     losses = jax.vmap(lambda y: flow_loss(model, target, y))(ys)
     a, v = ys[:, : model.width], ys[:, model.width :]
+    # Diverged: a saved point that was reached (diffrax fills the others with inf) with
+    # non-finite values or rates outside their domain, or a non-finite solver state at the end
+    # (the vector field at the last accepted step, for Rodas4). Diffrax reports the first as a
+    # success, and the others as a failure to step on until the step budget runs out.
+    reached = jnp.isfinite(sol.ts)
+    bad = ~jnp.all(jnp.isfinite(ys), axis=1) | ~jnp.isfinite(losses) | jax.vmap(lambda y: outside_domain(model, y))(ys)
+    diverged = jnp.any(reached & bad) | ~all_finite(sol.solver_state)
     return FlowResult(
         ts=sol.ts, losses=losses, a=a, w=model.parameterization(v),
         num_steps=sol.stats["num_steps"], num_rejected=sol.stats["num_rejected_steps"],
         result=RESULTS.where(
-            sol.result == diffrax.RESULTS.successful,
-            RESULTS.successful,
-            RESULTS.where(sol.result == diffrax.RESULTS.max_steps_reached, RESULTS.max_steps_reached,
-                          RESULTS.solver_failed),
+            diverged,
+            RESULTS.diverged,
+            RESULTS.where(
+                sol.result == diffrax.RESULTS.successful,
+                RESULTS.successful,
+                RESULTS.where(sol.result == diffrax.RESULTS.max_steps_reached, RESULTS.max_steps_reached,
+                              RESULTS.solver_failed),
+            ),
         ),
     )

@@ -17,21 +17,30 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
-from ._errors import check, show, warn_if_not_x64
+from ._errors import (
+    check_fraction,
+    check_positive,
+    check_range,
+    is_traced,
+    positive_int,
+    warn_if_not_x64,
+)
 from ._flow import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     default_solver,
     flow_loss,
     flow_term,
+    outside_domain,
     split,
 )
 from ._kernels import AbstractKernel
 from ._loss import param_distance
-from ._models import DiagonalRNN
+from ._models import DiagonalRNN, check_diagonal
 from ._results import RESULTS, hitting_result, raise_if_failed
 from ._steps import solve_steps, with_controller_tols
 
@@ -127,6 +136,9 @@ class HittingTimeSearch(eqx.Module):
     - `max_steps`: solver steps per solve segment (one segment per event); a segment that
       needs more ends the search with `RESULTS.max_steps_reached`.
 
+    A search whose flow diverges (an accepted step with a non-finite loss or vector field, or
+    with an active rate outside its domain, w ≤ 0) ends with `RESULTS.diverged`.
+
     **Use:** `state = search.init(model, target)`, then `state = search.step(model, target,
     state, num_steps)` until `search.terminate(state)`, then `search.result(state)`, a
     `HittingTimes`. `hitting_times` does this in one compiled call.
@@ -168,10 +180,23 @@ class HittingTimeSearch(eqx.Module):
         if not isinstance(self.stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
             raise TypeError(f"stepsize_controller must be an adaptive diffrax controller (e.g. "
                             f"diffrax.PIDController); got {self.stepsize_controller!r}.")
-        if not self.horizon_factor > 1:
-            raise ValueError(f"horizon_factor must be > 1; got {self.horizon_factor}.")
-        if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
-            raise ValueError(f"max_steps must be a positive integer; got {self.max_steps!r}.")
+        if not isinstance(self.root_finder, optx.AbstractRootFinder):
+            raise TypeError(f"root_finder must be an optimistix root finder (e.g. optimistix.Bisection); "
+                            f"got {self.root_finder!r}.")
+        check_range(self.horizon_factor, "horizon_factor", "be finite and > 1",
+                    lambda v, xp: xp.isfinite(v) & (v > 1))
+        positive_int(self.max_steps, "max_steps")
+        # Concrete values only: a traced threshold (vmapped, or built inside a compiled program)
+        # is checked by `hitting_times` through `check` before the search is made.
+        for name in ("delta_param", "delta_loss", "horizon"):
+            value = getattr(self, name)
+            if not is_traced(value):
+                check_positive(value, name)
+        # The step controller's tolerances, where they are plain numbers (diffrax.PIDController).
+        for name, check_tol in (("rtol", check_fraction), ("atol", check_positive)):
+            value = getattr(self.stepsize_controller, name, None)
+            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                check_tol(value, f"stepsize_controller.{name}")
 
     def _term(self, model, target):
         return flow_term(model, target, self.solver)
@@ -235,11 +260,14 @@ class HittingTimeSearch(eqx.Module):
         times = jnp.where(already, s.t, times)
         done = done | jnp.concatenate([already, jnp.zeros(1, bool)])
         finished = finished | done[2] | (done[0] & done[1])
+        # A search whose state is already outside the domain (or whose loss is not finite there)
+        # has diverged: it takes no step.
+        diverged0 = ~finished & (outside_domain(model, s.y) | ~jnp.all(jnp.isfinite(c0)))
 
         def combined(t, y):
             return jnp.max(jnp.where(done, -_COND_SCALE, jnp.stack(conditions(t, y, horizon))))
 
-        t_end = jnp.where(finished, s.t, horizon * 1.5)
+        t_end = jnp.where(finished | diverged0, s.t, horizon * 1.5)
         controller = self.stepsize_controller
         solver = with_controller_tols(self.solver, controller)
         # A fresh segment starts with the controller's initial step selection (two evaluations
@@ -248,13 +276,15 @@ class HittingTimeSearch(eqx.Module):
         tnext, cs0 = controller.init(term, s.t, t_end, s.y, None, None, solver.func, solver.error_order(term))
         dt0 = jnp.where(s.fresh, tnext - s.t, s.dt)
         cs = jax.tree_util.tree_map(lambda a, b: jnp.where(s.fresh, a, b), cs0, s.controller_state)
-        t_stop, y_stop, n, fired, reached_end, root_ok, dt_stop, cs_stop = solve_steps(
-            term, solver, controller, self.root_finder, s.t, t_end, s.y, dt0, cs, combined, num_steps
+        t_stop, y_stop, n, fired, reached_end, root_ok, dt_stop, cs_stop, diverged = solve_steps(
+            term, solver, controller, self.root_finder, s.t, t_end, s.y, dt0, cs, combined, num_steps,
+            outside=lambda y: outside_domain(model, y),
         )
+        diverged = ~finished & (diverged0 | diverged)
         n = jnp.where(finished, 0, n).astype(s.steps.dtype)
         fired = fired & root_ok & ~finished
         # Stopped after num_steps steps with steps left in the segment: continue next call.
-        more = ~fired & ~reached_end & root_ok & ~finished & (s.segment_steps + n < self.max_steps)
+        more = ~fired & ~reached_end & root_ok & ~finished & ~diverged & (s.segment_steps + n < self.max_steps)
         # Which pending condition fired: the largest one at the root (it is ~0 there).
         values = jnp.where(done, -jnp.inf, jnp.stack(conditions(t_stop, y_stop, horizon)))
         hit = fired & (jnp.arange(len(EVENTS)) == jnp.argmax(values))
@@ -263,10 +293,14 @@ class HittingTimeSearch(eqx.Module):
         # Once parameters have moved, stop the search at horizon_factor * tau_param.
         horizon = jnp.where(done[0], jnp.minimum(horizon, self.horizon_factor * times[0]), horizon)
         good = fired | (reached_end & root_ok) | more
-        failed = ~finished & ~good
+        failed = ~finished & (~good | diverged)
         result = RESULTS.where(
             failed & (s.result == RESULTS.successful),
-            RESULTS.where(root_ok, RESULTS.max_steps_reached, RESULTS.event_not_located),
+            RESULTS.where(
+                diverged,
+                RESULTS.diverged,
+                RESULTS.where(root_ok, RESULTS.max_steps_reached, RESULTS.event_not_located),
+            ),
             s.result,
         )
         ended = ~finished & ~more
@@ -328,7 +362,8 @@ def hitting_times(
     - `search`: a `HittingTimeSearch` (to choose the step controller or the root finder);
       when given, the settings above must be left at their defaults.
     - `throw`: raise a `RuntimeError` when the search fails (`RESULTS.max_steps_reached`,
-      `RESULTS.event_not_located`); a threshold not reached is an outcome, never an error.
+      `RESULTS.event_not_located`, `RESULTS.diverged`); a threshold not reached is an
+      outcome, never an error.
 
     **Returns:** `HittingTimes`. A hitting time not reached is `inf`, never a number, and
     `result` says which thresholds were reached: the flow is followed up to `t1`, or, once τ₀
@@ -347,14 +382,12 @@ def hitting_times(
     ```
     """
     warn_if_not_x64("hitting_times")
-    if not isinstance(model, DiagonalRNN):
-        raise TypeError(f"hitting_times needs a DiagonalRNN; got {type(model).__name__}.")
+    model = check_diagonal(model, "hitting_times")
     dtype = model.a.dtype
     if search is None:
-        out = []
-        for name, val in (("delta_param", delta_param), ("delta_loss", delta_loss), ("t1", t1)):
-            val = jnp.asarray(val, dtype=dtype)
-            out.append(check(val, ~(val > 0), f"{name} must be > 0; got {show(val)}."))
+        out = [jnp.asarray(check_positive(val, name), dtype=dtype)
+               for name, val in (("delta_param", delta_param), ("delta_loss", delta_loss), ("t1", t1))]
+        rtol, atol = check_fraction(rtol, "rtol"), check_positive(atol, "atol")
         search = HittingTimeSearch(
             solver=solver, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), delta_param=out[0],
             delta_loss=out[1], horizon=out[2], horizon_factor=horizon_factor, max_steps=max_steps,

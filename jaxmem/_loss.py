@@ -6,9 +6,18 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import jax.scipy.signal as jsig
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._errors import check, check_finite, show, warn_if_not_x64
+from ._errors import (
+    as_float_array,
+    check,
+    check_finite,
+    is_traced,
+    positive_int,
+    show,
+    warn_if_not_x64,
+)
 from ._kernels import AbstractKernel, ExpSum, ScaledKernel, SumKernel, laplace_moments
 from ._models import AbstractRNN, DiagonalRNN, LinearRNN
 from ._quadrature import half_line_rule
@@ -198,6 +207,32 @@ def _dense_loss(model: LinearRNN, target, quadrature_nodes):
     return total
 
 
+def _check_uniform_grid(ts):
+    """`ts`, which must be finite, strictly increasing and uniformly spaced (the simulation
+    uses dt = ts[1] - ts[0] for every step): up to rounding, as from `jnp.linspace`."""
+    if is_traced(ts):
+        d = jnp.diff(ts)
+        bad = ~jnp.all(jnp.isfinite(ts)) | jnp.any(d <= 0)
+        return check(ts, bad, "ts must be finite and strictly increasing; got a traced value.")
+    arr = np.asarray(ts)
+    d = np.diff(arr)
+    if not np.all(np.isfinite(arr)):
+        i = int(np.argmin(np.isfinite(arr)))
+        raise ValueError(f"ts must be finite; ts[{i}] = {arr[i]} (ts = {show(arr)}).")
+    if not np.all(d > 0):
+        i = int(np.argmin(d > 0))
+        raise ValueError(f"ts must be strictly increasing; ts[{i + 1}] = {arr[i + 1]:.6g} follows "
+                         f"ts[{i}] = {arr[i]:.6g} (ts = {show(arr)}).")
+    # The rounding of t = t0 + k dt in the grid's precision, relative to dt.
+    tol = 1e-6 * d[0] + 8 * np.finfo(arr.dtype).eps * np.max(np.abs(arr))
+    if np.max(np.abs(d - d[0])) > tol:
+        raise ValueError(
+            f"ts must be a uniform grid (dt = ts[1] - ts[0] = {d[0]:.6g} is used for every step); its "
+            f"spacings range from {d.min():.6g} to {d.max():.6g}."
+        )
+    return ts
+
+
 def monte_carlo_loss(
     model: AbstractRNN, target: AbstractKernel, key: PRNGKeyArray, n_paths: int, ts
 ) -> Float[Array, ""]:
@@ -220,11 +255,16 @@ def monte_carlo_loss(
     jaxmem.monte_carlo_loss(model, target, jax.random.key(0), 256, ts)  # ~ 1/6
     ```
     """
-    ts = jnp.asarray(ts)
+    try:
+        ts = jnp.asarray(ts)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"ts must be an array of times; got {ts!r}.") from e
+    if not jnp.issubdtype(ts.dtype, jnp.floating):
+        ts = as_float_array(ts, "ts")  # an integer grid: in the default float dtype
     if ts.ndim != 1 or ts.shape[0] < 4:
         raise ValueError(f"ts must be a 1-D grid of at least 4 times; got shape {ts.shape}.")
-    if not isinstance(n_paths, int) or n_paths < 1:
-        raise ValueError(f"n_paths must be a positive integer; got {n_paths!r}.")
+    ts = _check_uniform_grid(ts)
+    positive_int(n_paths, "n_paths")
     d = model.dense()[1].shape[1]
     if d != 1:
         raise ValueError(f"monte_carlo_loss supports single-input models; this one has d = {d}.")

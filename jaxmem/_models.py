@@ -11,7 +11,18 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._errors import as_float_array, check, check_finite, is_traced, show
+from ._errors import (
+    as_float_array,
+    check,
+    check_finite,
+    check_fraction,
+    check_positive,
+    is_integer,
+    is_real,
+    is_traced,
+    positive_int,
+    show,
+)
 from ._parameterization import AbstractParameterization, get_parameterization
 
 
@@ -46,6 +57,15 @@ class AbstractRNN(eqx.Module):
         W, U, c = self.dense()
         ts = jnp.asarray(ts)
         xs = jnp.asarray(xs)
+        if ts.ndim != 1 or ts.shape[0] < 2:
+            raise ValueError(f"ts must be a 1-D array of at least 2 times; got shape {ts.shape}.")
+        ts = check(ts, ~jnp.all(jnp.isfinite(ts)) | jnp.any(jnp.diff(ts) <= 0),
+                   f"ts must be finite and strictly increasing; got {show(ts)}.")
+        rtol, atol = check_fraction(rtol, "rtol"), check_positive(atol, "atol")
+        positive_int(max_steps, "max_steps")
+        if max_steps < ts.shape[0] - 1:
+            raise ValueError(f"max_steps must be at least len(ts) - 1 = {ts.shape[0] - 1} (the solve stops at "
+                             f"every sample); got {max_steps}.")
         if xs.ndim == 1:
             xs = xs[:, None]
         if xs.shape != (ts.shape[0], U.shape[1]):
@@ -179,8 +199,10 @@ class DiagonalRNN(AbstractRNN):
         """A stable random initialisation: rates log-uniform in `[min_rate, max_rate]`,
         coefficients normal with standard deviation `scale` (default `1/sqrt(width)`)."""
         _check_width(width)
-        if not 0 < min_rate < max_rate:
-            raise ValueError(f"need 0 < min_rate < max_rate; got {min_rate}, {max_rate}.")
+        if not (is_real(min_rate) and is_real(max_rate) and 0 < min_rate < max_rate < np.inf):
+            raise ValueError(f"need finite rates 0 < min_rate < max_rate; got {min_rate!r}, {max_rate!r}.")
+        if scale is not None:
+            check_positive(scale, "scale")
         kw, ka = jr.split(key)
         w = jnp.exp(jr.uniform(kw, (width,), minval=np.log(min_rate), maxval=np.log(max_rate)))
         scale = 1.0 / np.sqrt(width) if scale is None else scale
@@ -245,6 +267,8 @@ class LinearRNN(AbstractRNN):
         """A stable random initialisation: W = -margin·I + skew-symmetric + small noise with
         spectral abscissa <= -margin/2, U and c normal with variance 1/width."""
         _check_width(width)
+        positive_int(inputs, "inputs")
+        check_positive(margin, "margin")
         kw, ks, ku, kc = jr.split(key, 4)
         s = jr.normal(ks, (width, width)) / np.sqrt(width)
         noise = 0.25 * margin * jr.normal(kw, (width, width)) / np.sqrt(width)
@@ -258,6 +282,20 @@ class LinearRNN(AbstractRNN):
         return cls(W, U, c)
 
 
+def check_diagonal(model, what: str) -> DiagonalRNN:
+    """`model`, which must be a `DiagonalRNN` whose active modes have rates > 0 and finite
+    coefficients: checked at once when concrete, through `eqx.error_if` when traced (a model
+    made from a stored `v`, or edited, bypasses the constructor's check of the rates)."""
+    if not isinstance(model, DiagonalRNN):
+        raise TypeError(f"{what} needs a DiagonalRNN; got {type(model).__name__}.")
+    w = jnp.where(model.active, model.rates, 1.0)
+    v = check(model.v, ~(w > 0), f"DiagonalRNN rates must be > 0; got {show(w)}.")
+    a = check(model.a, ~jnp.isfinite(model.a), f"DiagonalRNN a must be finite; got {show(model.a)}.")
+    return model if (a is model.a and v is model.v) else model.with_params(a, v)
+
+
 def _check_width(width):
-    if not isinstance(width, (int, np.integer)) or width < 1:
+    if not is_integer(width):
+        raise TypeError(f"width must be a positive integer; got {width!r}.")
+    if width < 1:
         raise ValueError(f"width must be a positive integer; got {width!r}.")

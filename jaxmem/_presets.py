@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from ._errors import as_float_array, check, is_integer, show
 from ._kernels import ExpSum, GaussianBump
 from ._models import DiagonalRNN
 
@@ -22,11 +23,17 @@ def plateau_target(lag, *, bump_width=0.5, amplitude=1.0, base_rate=0.5):
     $\bar\rho(t) = e^{-t/2}$ (which the initial model fits exactly) plus a Gaussian bump of
     width (standard deviation) `bump_width` and height `amplitude` at lag $L = 1/\omega$.
 
+    The lag must be finite and > 0 (ω = 1/L > 0): checked at once on a concrete lag, and
+    through `eqx.error_if` on a traced one (except in a sweep, whose grid is checked on the host).
+
     ```python
     import jaxmem
     target = jaxmem.plateau_target(18.0)
     ```
     """
+    lag = as_float_array(lag, "plateau_target lag", ndim=0)
+    lag = check(lag, ~(jnp.isfinite(lag) & (lag > 0)),
+                f"plateau_target lag must be finite and > 0 (omega = 1/lag > 0); got {show(lag)}.")
     return ExpSum(jnp.ones(1), jnp.full(1, base_rate)) + GaussianBump(lag, bump_width, amplitude)
 
 
@@ -64,7 +71,9 @@ def canonical_model(width: int = 10, *, parameterization="identity"):
     model.rates[0], model.rates[-1]       # 0.5, 4.0
     ```
     """
-    if not isinstance(width, (int, np.integer)) or width < 1:
+    if not is_integer(width):
+        raise TypeError(f"width must be a positive integer; got {width!r}.")
+    if width < 1:
         raise ValueError(f"width must be a positive integer; got {width!r}.")
     a, w, _ = canonical_params(int(width))
     return DiagonalRNN(a, w, parameterization=parameterization)

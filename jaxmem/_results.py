@@ -29,6 +29,7 @@ class RESULTS(eqx.Enumeration):
     nonfinite = "Non-finite values (NaN or inf) appeared."
     not_converged = "The optimiser stopped before its convergence test held."
     solver_failed = "The ODE solver stopped with a failure other than the step budget (see diffrax.RESULTS)."
+    diverged = "The training diverged: non-finite values, rates outside their domain, or a loss far above its start."
 
 
 #: The members that are outcomes of a measurement rather than failures.

@@ -31,15 +31,23 @@ class _LoopState(eqx.Module):
     step_start: Float[Array, ""]  # ...which ran from step_start to step_end,
     step_end: Float[Array, ""]
     dense_info: PyTree  # with this dense output
+    diverged: Bool[Array, ""]  # the run diverged at the last step (see `solve_steps`)
 
 
-def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, controller_state, condition, n_max):
+def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, controller_state, condition, n_max,
+                outside=None):
     """At most `n_max` adaptive steps of `solver` from (t0, y0) towards `t_end`, stopping at
     the first sign change of the event function `condition(t, y)` (located with `root_finder`
-    on the step's dense output, as `diffrax.Event` does).
+    on the step's dense output, as `diffrax.Event` does), or at the first accepted step that
+    diverged: a non-finite event function or solver state (the vector field, for a
+    first-same-as-last solver) at its end, or `outside(y)` true there (the state left the
+    domain of the problem); or at a rejected step whose error estimate was NaN, which leaves
+    the controller a NaN step size (every later step would be NaN). A step with non-finite
+    values is otherwise rejected, as diffrax does, and the step size shrinks. None of these
+    can happen on a run that does not diverge: the flag changes nothing there.
 
     Returns (t, y, steps taken, event fired, reached t_end, root-finding ok, next step,
-    controller state)."""
+    controller state, diverged)."""
     error_order = solver.error_order(term)
     dtype = y0.dtype
     f0 = solver.init(term, t0, t0 + dt0, y0, None)
@@ -48,10 +56,11 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
         num_steps=jnp.zeros((), int), t=t0, y=y0, solver_state=f0, condition=condition(t0, y0), dt=dt0,
         controller_state=controller_state, fired=jnp.zeros((), bool), step_start=t0, step_end=t0,
         dense_info=jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), dense_shape),
+        diverged=jnp.zeros((), bool),
     )
 
     def cond_fun(s):
-        return (s.num_steps < n_max) & ~s.fired & (s.t < t_end)
+        return (s.num_steps < n_max) & ~s.fired & (s.t < t_end) & ~s.diverged
 
     def body_fun(s):
         t1 = jnp.minimum(s.t + s.dt, t_end)
@@ -61,14 +70,18 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
         )
         keep = keep & jnp.all(jnp.isfinite(y1))
         c1 = jnp.where(keep, condition(t1, y1), s.condition)
-        fired = keep & (jnp.sign(s.condition) != jnp.sign(c1))
+        diverged = keep & (~jnp.isfinite(c1) | ~all_finite(f1) | (False if outside is None else outside(y1)))
+        # A NaN error estimate makes the controller's next step NaN, and every later step NaN:
+        # the loop could only spin to `n_max`.
+        diverged = diverged | ~jnp.isfinite(next_t1 - next_t0)
+        fired = keep & ~diverged & (jnp.sign(s.condition) != jnp.sign(c1))
         pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
         t_new, y_new, f_new = pick((t1, y1, f1), (s.t, s.y, s.solver_state))
         dense = jax.tree_util.tree_map(lambda a, b: jnp.where(fired, a, b), dense1, s.dense_info)
         return _LoopState(
             num_steps=s.num_steps + 1, t=t_new, y=y_new, solver_state=f_new, condition=c1,
             dt=next_t1 - next_t0, controller_state=controller_state, fired=fired, step_start=s.t, step_end=t1,
-            dense_info=dense,
+            dense_info=dense, diverged=diverged,
         )
 
     s = jax.lax.while_loop(cond_fun, body_fun, init)
@@ -88,7 +101,13 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
     t_out = jnp.where(fired, t_root, s.t)
     y_out = jnp.where(fired, y_root, s.y)
     return t_out, y_out, s.num_steps, fired, (s.t >= t_end) & ~fired, ~fired | root_ok, s.dt.astype(dtype), \
-        s.controller_state
+        s.controller_state, s.diverged
+
+
+def all_finite(tree):
+    """Whether every floating-point leaf of `tree` is finite."""
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
 def with_controller_tols(solver, controller):

@@ -11,8 +11,8 @@ These names are documented but not stable: they may change between releases with
   `MAX_RATE`, `QUICK_LAGS`, `preset_settings`.
 - Approximation: `named_rates`, `start_rates`, `fit_rows`, `bisect_widths`, `map_keys`,
   `check_args`.
-- Sweeps: `advance_flow` and `run_batch` (the compiled programs; their function names are what
-  JAX's compile log reports), `FlowSlots`, `TrainBatch`, `mesh`, `predicted_log_tau`;
+- Sweeps: `advance_slots` (the compiled program; its function name is what JAX's compile log
+  reports), `FlowSlots`, `TrainSlots`, `mesh`, `predicted_log_tau`;
   `summarize` and `format_fits` (the printed slope table).
 - Processes: `launch_local`, `is_launched`, `pin_threads`, `cpu_groups`, `init_distributed`,
   `sync`, `exchange`.
@@ -39,10 +39,9 @@ from ._distributed import (
 )
 from ._experiments.batching import (
     FlowSlots as FlowSlots,
-    TrainBatch as TrainBatch,
-    advance_flow as advance_flow,
+    TrainSlots as TrainSlots,
+    advance_slots as advance_slots,
     mesh as mesh,
-    run_batch as run_batch,
 )
 from ._experiments.grid import predicted_log_tau as predicted_log_tau
 from ._experiments.plateau import preset_settings as preset_settings

@@ -134,10 +134,10 @@ def test_four_parameterizations_side_by_side(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--lags", "-8", "10"], "lags must be positive"),
     (["--lags", "0"], "lags must be positive"),
-    (["--omegas", "0"], "omegas must be > 0"),
-    (["--delta-loss", "0"], "delta_loss must be > 0"),
-    (["--delta-param", "-0.05"], "delta_param must be > 0"),
-    (["--lr", "0"], "learning rates must be > 0"),
+    (["--omegas", "0"], "omegas must be finite and > 0"),
+    (["--delta-loss", "0"], "delta_loss must be finite and > 0"),
+    (["--delta-param", "-0.05"], "delta_param must be finite and > 0"),
+    (["--lr", "0"], "learning rates must be finite and > 0"),
     (["--width", "0"], "widths must be positive integers"),
 ])
 def test_bad_values_exit_nonzero_with_message(tmp_path, capsys, argv, message):

@@ -212,6 +212,12 @@ _UNDER_JIT = [
         "GridKernel ts must be >= 0 and strictly increasing",
     ),
     (
+        "lag <= 0",
+        lambda lag: jaxmem.plateau_target(lag).sq_norm(),
+        jnp.array(-8.0),
+        r"plateau_target lag must be finite and > 0",
+    ),
+    (
         "a model edited into instability",
         # the stored v of an identity-parameterised model bypasses the constructor's check
         lambda v: jaxmem.white_noise_loss(jaxmem.DiagonalRNN(ONES, v=v), TARGET),
@@ -248,3 +254,26 @@ def test_good_input_under_jit_passes_the_checks():
         float(jaxmem.white_noise_loss(jaxmem.DiagonalRNN(ONES, w), TARGET)), rel=1e-15, abs=0
     )
     assert np.isfinite(float(fn(w)))
+
+
+def test_values_in_messages_read_as_written():
+    from jaxmem._errors import show
+
+    assert show(0.05) == "0.05" and show(-1.0) == "-1.0" and show(1e-10) == "1e-10"
+    assert show(jnp.asarray(-8.0)) == "-8.0" and show(float("nan")) == "nan" and show(3) == "3"
+    assert show([0.0, -0.01]) == "[0.0, -0.01]"
+    assert show(jnp.array([0.5, -1.0])) == "[ 0.5 -1. ]"
+    assert show(jnp.arange(10.0)) == "an array of shape (10,) (min 0, max 9)"
+
+
+def test_under_plain_jax_jit_the_message_is_in_the_error():
+    # Under plain `jax.jit` XLA wraps the check's error ("INTERNAL: CpuCallback error ...") and
+    # the message ends its traceback; under `equinox.filter_jit` it is the line naming
+    # `equinox.EquinoxRuntimeError` (jaxmem/_errors.py: neither is the library's to change).
+    fn = lambda w: jaxmem.white_noise_loss(jaxmem.DiagonalRNN(ONES, w), TARGET)
+    with pytest.raises(Exception, match="DiagonalRNN rates w must be > 0") as info:
+        jax.block_until_ready(jax.jit(fn)(jnp.array([1.0, -1.0])))
+    assert "Runtime" in type(info.value).__name__
+    with pytest.raises(eqx.EquinoxRuntimeError) as info:
+        jax.block_until_ready(eqx.filter_jit(fn)(jnp.array([1.0, -1.0])))
+    assert "DiagonalRNN rates w must be > 0" in str(info.value)

@@ -17,6 +17,8 @@ flow takes ~10 s per configuration on 2 CPU cores; the default (non-slow) part o
 
 import math
 
+import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +26,8 @@ import pytest
 
 import jaxmem
 from jaxmem import PlateauSettings
+from jaxmem._hitting import DEFAULT_ROOT_FINDER
+from jaxmem._results import name as result_name
 from jaxmem.internal import preset_settings
 
 from .flow_reference import initial_theta, loss as ref_loss, reference_flow
@@ -233,12 +237,13 @@ def test_padded_model_matches_unpadded():
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(delta_param=0.0), "delta_param must be > 0"),
-    (dict(delta_param=-0.1), "delta_param must be > 0"),
-    (dict(delta_loss=0.0), "delta_loss must be > 0"),
-    (dict(t1=0.0), "t1 must be > 0"),
-    (dict(t1=-5.0), "t1 must be > 0"),
-    (dict(horizon_factor=1.0), "horizon_factor must be > 1"),
+    (dict(delta_param=0.0), r"delta_param must be finite and > 0; got 0\.0"),
+    (dict(delta_param=-0.1), r"delta_param must be finite and > 0; got -0\.1"),
+    (dict(delta_loss=0.0), r"delta_loss must be finite and > 0; got 0\.0"),
+    (dict(t1=0.0), r"t1 must be finite and > 0; got 0\.0"),
+    (dict(t1=-5.0), r"t1 must be finite and > 0; got -5\.0"),
+    (dict(horizon_factor=1.0), r"horizon_factor must be finite and > 1; got 1\.0"),
+    (dict(rtol=-1.0), r"rtol must satisfy 0 < rtol < 1; got -1\.0"),
 ])
 def test_hitting_times_bad_input(model, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -246,7 +251,7 @@ def test_hitting_times_bad_input(model, kw, match):
 
 
 def test_bad_input_elsewhere(model):
-    with pytest.raises(ValueError, match="t1 must be > 0"):
+    with pytest.raises(ValueError, match=r"t1 must be finite and > 0; got 0\.0"):
         jaxmem.gradient_flow(model, jaxmem.plateau_target(8.0), 0.0)
     with pytest.raises(TypeError, match="DiagonalRNN"):
         jaxmem.hitting_times(jaxmem.LinearRNN.init(jax.random.key(0), 3), jaxmem.plateau_target(8.0))
@@ -257,7 +262,7 @@ def test_bad_input_elsewhere(model):
     for lags in ((0.0,), (-8.0, 10.0), (math.inf,)):
         with pytest.raises(ValueError, match="lags must be positive"):
             PlateauSettings(lags=lags)
-    with pytest.raises(ValueError, match="delta_loss must be > 0"):
+    with pytest.raises(ValueError, match=r"delta_loss must be finite and > 0; got -0\.01"):
         preset_settings("quick", delta_loss=-0.01)
     with pytest.raises(ValueError, match="unknown optimizer"):
         PlateauSettings(optimizers=("sgd",))
@@ -265,3 +270,70 @@ def test_bad_input_elsewhere(model):
         jaxmem.train(model, jaxmem.plateau_target(8.0), "sgd")
     with pytest.raises(ValueError, match="unknown preset"):
         preset_settings("fast")
+
+
+# --- (h) divergence -----------------------------------------------------------------------------
+# An explicit solver with loose tolerances on a target whose best fit has a very slow mode
+# (e^{-t/1000}): its first accepted step takes the slowest rate from 0.5 to about -1.6, where
+# the closed-form loss no longer means anything. The flow itself keeps every rate > 0.
+
+_SLOW = jaxmem.ExpSum([1.0], [1e-3])
+
+
+def _loose_search(**kw):
+    return jaxmem.HittingTimeSearch(solver=diffrax.Tsit5(), max_steps=200,
+                                    stepsize_controller=diffrax.PIDController(rtol=0.1, atol=0.01), **kw)
+
+
+def test_search_that_leaves_the_domain_has_diverged():
+    model = jaxmem.canonical_model(4)
+    h = jaxmem.hitting_times(model, _SLOW, search=_loose_search(), throw=False)
+    assert result_name(h.result) == "diverged"
+    assert int(h.steps) < 200  # stopped there, not at the end of its step budget
+    assert float(h.tau_loss) == math.inf
+    with pytest.raises(RuntimeError, match="jaxmem: diverged: The training diverged"):
+        jaxmem.hitting_times(model, _SLOW, search=_loose_search())
+
+
+def test_search_from_a_state_outside_the_domain_has_diverged():
+    # States set by hand: a rate w ≤ 0, and a non-finite coefficient (a non-finite loss).
+    model = jaxmem.canonical_model(4)
+    search = _loose_search()
+    step = eqx.filter_jit(search.step)
+    state = search.init(model, _SLOW)
+    negative_rate = eqx.tree_at(lambda s: s.y, state, state.y.at[4].set(-0.5))
+    nan_coefficient = eqx.tree_at(lambda s: s.y, state, state.y.at[1].set(jnp.nan))
+    for bad in (negative_rate, nan_coefficient):
+        out = step(model, _SLOW, bad, 50)
+        assert result_name(out.result) == "diverged"
+        assert bool(search.terminate(out)) and int(out.steps) == 0
+    # A valid state takes its steps.
+    tight = jaxmem.HittingTimeSearch(solver=diffrax.Tsit5(), max_steps=200)
+    out = eqx.filter_jit(tight.step)(model, _SLOW, tight.init(model, _SLOW), 50)
+    assert result_name(out.result) == "successful" and int(out.steps) > 0
+
+
+def test_gradient_flow_that_leaves_the_domain_has_diverged():
+    model = jaxmem.canonical_model(4)
+    kw = dict(solver=diffrax.Tsit5(), rtol=0.1, atol=0.01, max_steps=1000)
+    res = jaxmem.gradient_flow(model, _SLOW, 1e3, throw=False, **kw)
+    assert result_name(res.result) == "diverged"
+    assert float(np.nanmin(np.where(np.isfinite(res.ts)[:, None], res.w, np.nan))) < 0
+    with pytest.raises(RuntimeError, match="jaxmem: diverged"):
+        jaxmem.gradient_flow(model, _SLOW, 1e3, **kw)
+
+
+def test_step_loop_stops_when_the_step_size_becomes_nan():
+    # y' = -√y reaches 0 at t = 2; a step past it is NaN, its error estimate too, and the step
+    # controller's next step size NaN: every later step would be NaN as well.
+    from jaxmem._steps import solve_steps
+
+    term = diffrax.ODETerm(lambda t, y, args: -jnp.sqrt(y))
+    solver, controller = diffrax.Tsit5(), diffrax.PIDController(rtol=1e-6, atol=1e-9)
+    y0, t0, t_end = jnp.array([1.0]), jnp.asarray(0.0), jnp.asarray(10.0)
+    _, cs = controller.init(term, t0, t_end, y0, None, None, solver.func, solver.error_order(term))
+    out = jax.jit(lambda: solve_steps(term, solver, controller, DEFAULT_ROOT_FINDER, t0, t_end,
+                                      y0, jnp.asarray(0.1), cs, lambda t, y: t - 100.0, 1000))()
+    t, y, n, fired, reached_end, _, _, _, diverged = out
+    assert bool(diverged) and not bool(fired) and not bool(reached_end)
+    assert int(n) < 1000 and 1.9 < float(t) < 2.0 and bool(jnp.all(jnp.isfinite(y)))

@@ -148,10 +148,10 @@ def test_masked_modes_stay_still(setup):
 
 
 @pytest.mark.parametrize("kw, err, match", [
-    (dict(lr=0.0), ValueError, "learning rate must be > 0"),
-    (dict(lr=-1e-2), ValueError, "learning rate must be > 0"),
-    (dict(delta_param=0.0), ValueError, "delta_param must be > 0"),
-    (dict(delta_loss=-0.05), ValueError, "delta_loss must be > 0"),
+    (dict(lr=0.0), ValueError, "learning rates must be finite and > 0"),
+    (dict(lr=-1e-2), ValueError, "learning rates must be finite and > 0"),
+    (dict(delta_param=0.0), ValueError, "delta_param must be finite and > 0"),
+    (dict(delta_loss=-0.05), ValueError, "delta_loss must be finite and > 0"),
     (dict(max_steps=0), ValueError, "max_steps must be a positive integer"),
     # (under the suite's jaxtyping/beartype import hook a float is refused by the annotation)
     (dict(max_steps=1e5), (ValueError, TypeError), "max_steps"),
@@ -171,3 +171,16 @@ def test_make_optimizer_unknown_name():
         jaxmem.make_optimizer("rmsprop", 1e-2)
     with pytest.raises(TypeError, match="DiagonalRNN"):
         jaxmem.train(jaxmem.LinearRNN.init(jax.random.key(0), 3), jaxmem.plateau_target(8.0))
+
+
+@pytest.mark.parametrize("optimizer, lr", [("gd", 10.0), ("adam", 5.0), ("momentum", 10.0)])
+def test_divergence_is_an_outcome(optimizer, lr):
+    """A step size far too large: the first step leaves the rates' domain (or blows the loss
+    up); training stops there and reports `diverged`, never a hitting time or a success."""
+    model, target = jaxmem.canonical_model(), jaxmem.plateau_target(8.0)
+    res = jaxmem.train(model, target, optimizer, lr=lr, max_steps=100_000, throw=False)
+    assert bool(res.result == jaxmem.RESULTS.diverged)
+    assert int(res.steps) < 100  # stopped at once, not run to the cap
+    assert float(res.tau_param) == math.inf and float(res.tau_loss) == math.inf
+    with pytest.raises(RuntimeError, match="diverged"):
+        jaxmem.train(model, target, optimizer, lr=lr, max_steps=100_000)

@@ -6,8 +6,8 @@ import sys
 
 import jax
 
-from .._distributed import enable_compilation_cache, init_distributed
-from . import approx, demo, plateau
+from .._distributed import enable_compilation_cache, init_distributed, launched_locally
+from . import approx, demo, plateau, report
 
 
 def main(argv=None) -> int:
@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     plateau.add_parser(sub)
     demo.add_parser(sub)
     approx.add_parser(sub)
+    report.add_parser(sub)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -29,9 +30,14 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as e:  # StoreError is a ValueError: nothing was overwritten
         print(f"jaxmem {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file that cannot be read or written: one line, not a traceback
+        print(f"jaxmem {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"\njaxmem {args.command}: interrupted; rows finished so far are in the output folder.",
-              file=sys.stderr)
+        if not launched_locally():  # with --processes N the launching process says it once
+            resume = " ".join(["jaxmem", *args.argv])
+            print(f"\njaxmem {args.command}: interrupted; the rows finished so far are in the output folder. "
+                  f"To resume: {resume}", file=sys.stderr)
         return 130
 
 

@@ -53,8 +53,8 @@ def settings_from_args(args):
     lags = flat(args.lags)
     if args.omega is not None:
         omegas = flat(args.omega)
-        if any(o <= 0 for o in omegas):
-            raise ValueError(f"omegas must be > 0; got {omegas}.")
+        if any(not 0 < o < float("inf") for o in omegas):  # NaN too
+            raise ValueError(f"omegas must be finite and > 0; got {omegas}.")
         lags = [1.0 / o for o in omegas]
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1; got {args.seeds}.")
@@ -85,6 +85,4 @@ def run(args):
     # With several processes every one computes its share; only process 0 writes files.
     first = jax.process_index() == 0
     run_plateau(settings, args.out, progress=not args.no_progress and first, log=print if first else None)
-    if first:
-        print(f"wrote {args.out}/plateau.csv, plateau.json, plateau.png")
     return 0

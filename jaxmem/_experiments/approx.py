@@ -100,23 +100,40 @@ class ApproxSettings:
     batch_size: int = DEFAULT_BATCH_SIZE
 
     def __post_init__(self):
+        from .._errors import (
+            integer_list,
+            is_integer,
+            is_real,
+            number_list,
+            positive_int,
+        )
+
         kind = self.kernel
-        if kind not in KERNELS:
+        if not isinstance(kind, str) or kind not in KERNELS:
             raise ValueError(f"unknown kernel {kind!r}; expected one of {KERNELS}.")
-        params = DEFAULT_PARAMS[kind] if not self.params else self.params
+        # Sequences of numbers (a string is refused: "0.5" is not the parameters 0, . and 5).
+        params = () if self.params is None else number_list(self.params, "memory parameters")
+        params = params or DEFAULT_PARAMS[kind]
         self.params = tuple(dict.fromkeys(float(p) for p in params))  # distinct, in the order given
-        widths = [int(m) for m in self.widths]
+        widths = integer_list(self.widths, "widths")
         if not all(math.isfinite(p) and p > 0 for p in self.params) or not widths or any(m < 1 for m in widths):
             raise ValueError(f"memory parameters must be finite and > 0 and widths >= 1; got "
                              f"{list(self.params)}, {widths}.")
+        for name in ("eps", "min_rate") + (("max_rate",) if self.max_rate is not None else ()):
+            if not is_real(getattr(self, name)):
+                raise TypeError(f"{name} must be a real number; got {getattr(self, name)!r}.")
         if not (math.isfinite(self.eps) and self.eps >= 0):
             raise ValueError(f"eps must be > 0 (or 0 to skip); got {self.eps}.")
         if not (math.isfinite(self.min_rate) and self.min_rate >= 0):
             raise ValueError(f"min_rate must be a finite number >= 0; got {self.min_rate}.")
         for name in ("starts", "batch_size", "max_width"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, np.integer)) and v >= 1):
-                raise ValueError(f"{name} must be a positive integer; got {v!r}.")
+            setattr(self, name, positive_int(getattr(self, name), name))
+        if not is_integer(self.seed):
+            raise TypeError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        if self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        self.seed = int(self.seed)
+        self.eps = float(self.eps)
         self.widths = tuple(sorted(set(widths)))
         self.min_rate = float(self.min_rate)
         search = self.eps > 0 and kind != "airy"
@@ -150,6 +167,72 @@ def row_key(part, mode, name, p, m):
     return f"{part}|{mode}|{name}={float(p)!r}|m={int(m)}"
 
 
+def numeric_columns(kind):
+    """The columns of approx.csv that hold numbers (the others are strings)."""
+    return (PARAM_NAME[kind], "width", "min_rate", "error", "relative_error", "batch_wall_s")
+
+
+def check_params(kind, params):
+    """Build the target of every memory parameter at once, so that a parameter outside the
+    kernel family's domain (e.g. `powerlaw` beyond ω = 60) is a `ValueError` before any work."""
+    if kind == "airy":  # built (and checked) with its quadrature nodes, one program per scale
+        return
+    make = kernel_fn(kind)
+    for p in params:
+        try:
+            make(p)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{PARAM_NAME[kind]} {p:g} is not a valid parameter of --kernel {kind} "
+                             f"({str(e).rstrip('.')}).") from None
+
+
+class _NotStored(Exception):
+    pass
+
+
+def stored_maps(settings, rows):
+    """What `run_approx` prints and draws, from stored rows alone (nothing is fitted): the rates
+    modes `[(mode, floor)]` and, per mode, the relative errors (parameters × widths) as a masked
+    array, masked where no row is stored yet. `settings` is the manifest's."""
+    name, params, widths = settings["param_name"], settings["params"], settings["widths"]
+    floor = settings["min_rate"] or None
+    modes = [("floor", floor)] + ([("free", None)] if floor is not None else [])
+    by_key = {r["key"]: r for r in rows}
+    maps = {}
+    for mode, _ in modes:
+        cells = [[by_key.get(row_key("map", mode, name, p, m)) for m in widths] for p in params]
+        maps[mode] = np.ma.masked_array(
+            [[np.nan if c is None else float(c["relative_error"]) for c in row] for row in cells],
+            mask=[[c is None for c in row] for row in cells], dtype=np.float64)
+    return modes, maps
+
+
+def stored_width_needed(settings, rows, width_needed=None):
+    """The widths needed for `eps`, from stored data alone: the manifest's `width_needed` (keyed
+    by the parameter's repr) when given, else the bisection replayed from the stored `search`
+    rows. None when `eps` is 0 or the stored rows do not settle it."""
+    if not settings["eps"]:
+        return None
+    name, params = settings["param_name"], settings["params"]
+    if isinstance(width_needed, dict):
+        try:
+            return np.array([int(width_needed[repr(float(p))]) for p in params])
+        except (KeyError, TypeError, ValueError):
+            pass
+    cache = {r["key"]: r["relative_error"] for r in rows if r.get("part") == "search"}
+
+    def evaluate(idx, ws):
+        keys = [row_key("search", "floor", name, params[i], m) for i, m in zip(idx, ws)]
+        if any(k not in cache for k in keys):
+            raise _NotStored
+        return np.array([cache[k] for k in keys], dtype=np.float64)
+
+    try:
+        return bisect_widths(evaluate, len(params), settings["max_width"], settings["eps"])
+    except _NotStored:
+        return None
+
+
 def run_approx(settings: ApproxSettings, out_dir, *, progress=True, log=print):
     """Fit every (rates mode, parameter, width) of `settings` and the width-needed bisection,
     writing `approx.csv` (batch by batch), `approx.json` and `approx.png` to `out_dir`, and
@@ -164,8 +247,9 @@ def run_approx(settings: ApproxSettings, out_dir, *, progress=True, log=print):
     floor, eps, max_width = (settings["min_rate"] or None), settings["eps"], settings["max_width"]
     P, K, bs = len(params), len(widths), int(s.batch_size)
     out = Path(out_dir)
+    check_params(kind, params)
     store = RowStore(str(out), settings, columns(kind), rows_name="approx.csv", manifest_name="approx.json",
-                     other_outputs=("approx.png",))
+                     other_outputs=("approx.png",), numeric=numeric_columns(kind))
     key = jr.key(s.seed)
     common = dict(max_rate=s.max_rate, norm=s.norm, n_starts=s.starts)
     modes = [("floor", floor)] + ([("free", None)] if floor is not None else [])
@@ -179,6 +263,9 @@ def run_approx(settings: ApproxSettings, out_dir, *, progress=True, log=print):
     if unknown:  # same settings, yet rows outside this grid: a damaged or edited file
         raise StoreError(f"{store.rows_path} holds {len(unknown)} row(s) outside this run's grid "
                          f"(e.g. {unknown[0]!r}): a damaged or edited file (nothing was changed).")
+    if not store.writable and (any(g["key"] not in stored for g in grid)
+                               or (eps > 0 and stored_width_needed(settings, store.done_rows) is None)):
+        store.require_writable()  # work is left: refused before any (and before saying "resuming")
     if stored:
         log(f"[approx] resuming: {sum(g['key'] in stored for g in grid)} of {len(grid)} map rows"
               f"{f' and {len(stored.keys() & search_keys)} width-search rows' if eps else ''} already in {out}",
@@ -220,11 +307,13 @@ def run_approx(settings: ApproxSettings, out_dir, *, progress=True, log=print):
     if eps > 0:
         needed, timings["width_needed_s"] = _search(store, settings, key, bs, common, progress, log)
 
-    rows = {r["key"]: r for r in store.done_rows}
-    maps = {mode: np.array([[rows[row_key("map", mode, name, p, m)]["relative_error"] for m in widths]
-                            for p in params], dtype=np.float64) for mode, _ in modes}
+    _, maps = stored_maps(settings, store.done_rows)
     log(format_approx_table(settings, modes, maps, needed))
-    plot_approx_map(settings, modes, maps, needed, out / "approx.png")
+    if not store.writable:  # nothing was left to compute: display only
+        log(f"\n[approx] note: {out} cannot be written ({store.unwritable}); nothing was left to compute, "
+            "and approx.json and approx.png are left as they were.")
+        return needed
+    plot_approx_map(settings, modes, {m: a.filled(np.nan) for m, a in maps.items()}, needed, out / "approx.png")
     n_new = len(store.done_rows) - len(stored)
     store.update_manifest(
         command="jaxmem approx", method="variable projection (BFGS on log J over rates), SVD residual",

@@ -1,11 +1,12 @@
-"""The compiled programs of a plateau sweep: one configuration's problem, the discrete
-optimisers' batch and the gradient flow's slots, vmapped and mapped over the devices.
+"""The compiled program of a plateau sweep: one configuration's problem, and the slots of the
+gradient flow and of the discrete optimisers, vmapped and mapped over the devices.
 
 Every configuration of an (optimiser, parameterisation) group shares one program: widths are
 padded to the largest with a mask, and lags, widths, seeds and hyper-parameters are traced.
 """
 
 import functools
+import math
 import warnings
 
 import equinox as eqx
@@ -19,7 +20,7 @@ from .._errors import unchecked
 from .._hitting import DEFAULT_HORIZON, DEFAULT_HORIZON_FACTOR, HittingTimeSearch
 from .._models import DiagonalRNN
 from .._presets import canonical_params, plateau_target
-from .._train import train_impl
+from .._train import train_init, train_result, train_step, train_terminate
 
 
 def problem(parameterization, max_width, perturbation, lag, width, key_data):
@@ -33,25 +34,54 @@ def problem(parameterization, max_width, perturbation, lag, width, key_data):
         return DiagonalRNN(a, v=p.inverse(w), mask=mask, parameterization=p), plateau_target(lag)
 
 
-class TrainBatch(eqx.Module):
-    """A discrete optimiser's configurations run to their end (one per vmapped member)."""
+class TrainSlots(eqx.Module):
+    """A discrete optimiser's slots: each holds one training run (`TrainState`) and its
+    configuration. A call refills the slots marked for it, then advances every run by at most
+    `chunk_steps` iterations, so that no compiled call lasts long (an interrupt is answered
+    between calls) and a finished slot takes the next configuration (continuous batching)."""
 
     kind: str = eqx.field(static=True)
     parameterization: object = eqx.field(static=True)
     max_width: int = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    chunk_steps: int = eqx.field(static=True)
     perturbation: float = eqx.field(static=True)
     delta_param: float = eqx.field(static=True)
     delta_loss: float = eqx.field(static=True)
 
-    def one(self, lag, width, key_data, lr, momentum):
-        dtype = lag.dtype
-        model, target = problem(self.parameterization, self.max_width, self.perturbation, lag, width, key_data)
-        dp, dl = jnp.asarray(self.delta_param, dtype), jnp.asarray(self.delta_loss, dtype)
+    def problem(self, lag, width, key_data):
+        return problem(self.parameterization, self.max_width, self.perturbation, lag, width, key_data)
+
+    def start(self, lag, width, key_data, lr, momentum, active):
+        model, target = self.problem(lag, width, key_data)
         # optax's Adam raises b1**count (float ** int32): standard promotion, whatever the user's.
         with jax.numpy_dtype_promotion("standard"):
-            r = train_impl(model, target, self.kind, lr, momentum, self.max_steps, dp, dl)
-        return dict(tau_param=r.tau_param, tau_loss=r.tau_loss, steps=r.steps, result=r.result._value)
+            state = train_init(model, target, self.kind, lr, momentum, active=active)
+        return dict(lag=lag, width=width, key=key_data, lr=lr, momentum=momentum, train=state)
+
+    def one(self, slot, refill, active, lag, width, key_data, lr, momentum):
+        new = self.start(lag, width, key_data, lr, momentum, active)
+        slot = jax.tree_util.tree_map(lambda a, b: jnp.where(refill, a, b), new, slot)
+        model, target = self.problem(slot["lag"], slot["width"], slot["key"])
+        dtype = slot["lag"].dtype
+        dp, dl = jnp.asarray(self.delta_param, dtype), jnp.asarray(self.delta_loss, dtype)
+        with jax.numpy_dtype_promotion("standard"):
+            state = train_step(model, target, self.kind, slot["train"], slot["lr"], slot["momentum"],
+                               self.max_steps, dp, dl, self.chunk_steps)
+        r = train_result(model, state, slot["lr"])
+        summary = dict(finished=train_terminate(state, self.max_steps), tau_param=r.tau_param, tau_loss=r.tau_loss,
+                       steps=r.steps, result=r.result._value)
+        return dict(slot, train=state), summary
+
+    @staticmethod
+    def inputs(cfgs, dtype):
+        """The per-slot configuration arrays of a call (lag, width, key, lr, momentum)."""
+        return [
+            np.array([c["lag"] for c in cfgs], dtype), np.array([c["width"] for c in cfgs], np.int32),
+            np.stack([seed_key(c["seed"]) for c in cfgs]),
+            np.array([c["lr"] for c in cfgs], dtype),
+            np.array([0.0 if math.isnan(c["momentum"]) else c["momentum"] for c in cfgs], dtype),
+        ]
 
 
 class FlowSlots(eqx.Module):
@@ -88,6 +118,12 @@ class FlowSlots(eqx.Module):
         model, target = self.problem(lag, width, key_data)
         return dict(lag=lag, width=width, key=key_data,
                     search=self.search(lag.dtype).init(model, target, active=active))
+
+    @staticmethod
+    def inputs(cfgs, dtype):
+        """The per-slot configuration arrays of a call (lag, width, key)."""
+        return [np.array([c["lag"] for c in cfgs], dtype), np.array([c["width"] for c in cfgs], np.int32),
+                np.stack([seed_key(c["seed"]) for c in cfgs])]
 
     def one(self, slot, refill, active, lag, width, key_data):
         new = self.start(lag, width, key_data, active)
@@ -141,15 +177,10 @@ def _per_device(fn, mesh):
 
 
 @functools.partial(_jit_for_cpu, static_argnums=(0, 1))
-def advance_flow(slots_fn: FlowSlots, mesh: Mesh, slots, refill, active, lags, widths, keys):
-    """One compiled call of the flow's slots: refill, then advance every search."""
-    return _per_device(slots_fn.one, mesh)(slots, refill, active, lags, widths, keys)
-
-
-@functools.partial(_jit_for_cpu, static_argnums=(0, 1))
-def run_batch(batch: TrainBatch, mesh: Mesh, lags, widths, keys, lrs, moms):
-    """One compiled call of a discrete optimiser's batch, each member run to its end."""
-    return _per_device(batch.one, mesh)(lags, widths, keys, lrs, moms)
+def advance_slots(slots_fn, mesh: Mesh, slots, refill, active, *inputs):
+    """One compiled call of a sweep's slots (`FlowSlots` or `TrainSlots`): refill the slots
+    marked in `refill`, then advance every slot by at most its chunk of steps."""
+    return _per_device(slots_fn.one, mesh)(slots, refill, active, *inputs)
 
 
 def mesh(devices=None):
@@ -161,7 +192,7 @@ def flow_devices(devices):
     """The devices a flow batch may use. Several XLA:CPU host devices running the flow's
     program concurrently hang with jax 0.10 (Rodas4's LAPACK LU with the moments' exp/erfc;
     benchmarks/RESULTS.md), so a process runs its flow slots on one of its CPU devices (several
-    processes, `--processes N`, use several cores)."""
+    processes, `--processes N`, use several cores). The discrete optimisers use them all."""
     if devices[0].platform == "cpu" and len(devices) > 1:
         warnings.warn(
             f"plateau_sweep: {len(devices)} CPU devices found; flow batches run on one of them "
@@ -186,7 +217,7 @@ def _key_data_cached(seed):
     return out
 
 
-def key_data(seed):
+def seed_key(seed):
     """The raw PRNG key of a seed (cached: making a key is a JAX dispatch, ~0.2 ms, and the
     flow's host loop needs every slot's key at every call)."""
     return _key_data_cached(int(seed))

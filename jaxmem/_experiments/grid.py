@@ -3,6 +3,7 @@
 import itertools
 import math
 
+from .._errors import MOMENTUM, POSITIVE, integer_list, number_list
 from .._parameterization import get_parameterization
 from .._presets import MIN_RATE
 from .._train import OPTIMIZERS
@@ -26,26 +27,38 @@ def plateau_grid(lags, *, widths=(10,), seeds=(0,), optimizers=("flow",), lrs=(1
     flow has no learning rate and no momentum, and gd and adam no momentum: those entries are
     NaN (not applicable).
 
+    Every argument is a sequence (a string is refused: `"18"` is not the lags 1 and 8): lags
+    finite and > 0, widths integers >= 1, seeds integers >= 0, learning rates finite and > 0,
+    momenta in [0, 1). A value given twice is kept once, at its first place.
+
     ```python
     import jaxmem
     grid = jaxmem.plateau_grid([8.0, 10.0], widths=[6, 10], optimizers=["flow", "gd"])
     len(grid)    # 8
     ```
     """
-    lags = [float(x) for x in lags]
+    lags = distinct(number_list(lags, "lags"))
     if not lags or any(not (math.isfinite(x) and x > 0) for x in lags):
         raise ValueError(f"lags must be positive and finite (omega = 1/lag > 0); got {lags}.")
-    widths = [int(m) for m in widths]
+    widths = distinct(integer_list(widths, "widths"))
     if not widths or any(m < 1 for m in widths):
         raise ValueError(f"widths must be positive integers; got {widths}.")
-    for name, vals in (("lrs", lrs), ("momenta", momenta)):
-        if any(not (math.isfinite(float(v)) and float(v) >= 0) for v in vals):
-            raise ValueError(f"{name} must be finite and >= 0; got {list(vals)}.")
-    if any(float(v) <= 0 for v in lrs):
-        raise ValueError(f"learning rates must be > 0; got {list(lrs)}.")
+    seeds = distinct(integer_list(seeds, "seeds"))
+    if not seeds or any(k < 0 for k in seeds):
+        raise ValueError(f"seeds must be integers >= 0 (at least one); got {seeds}.")
+    lrs = distinct(number_list(lrs, "learning rates"))
+    if not lrs or any(not (math.isfinite(v) and v > 0) for v in lrs):
+        raise ValueError(f"learning rates must {POSITIVE}; got {lrs}.")
+    momenta = distinct(number_list(momenta, "momenta"))
+    if not momenta or any(not 0 <= v < 1 for v in momenta):
+        raise ValueError(f"momentum must {MOMENTUM}; got {momenta}.")
+    optimizers = distinct(name_list(optimizers, "optimizers"))
     bad = [o for o in optimizers if o not in KINDS]
     if bad or not optimizers:
         raise ValueError(f"unknown optimizer(s) {bad}; expected some of {KINDS}.")
+    parameterizations = distinct(name_list(parameterizations, "parameterizations"))
+    if not parameterizations:
+        raise ValueError("parameterizations must name at least one parameterization.")
     for p in parameterizations:
         get_parameterization(p)
     out = []
@@ -57,6 +70,20 @@ def plateau_grid(lags, *, widths=(10,), seeds=(0,), optimizers=("flow",), lrs=(1
             out.append(dict(optimizer=opt, parameterization=p, lag=lag, width=m, seed=int(seed),
                             lr=float(lr), momentum=float(mom)))
     return out
+
+
+def distinct(values):
+    """The values in their order, each kept once (at its first place)."""
+    return list(dict.fromkeys(values))
+
+
+def name_list(values, name):
+    if isinstance(values, str):
+        raise TypeError(f"{name} must be a sequence of names (not a string); got {values!r}.")
+    try:
+        return list(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of names; got {values!r}.") from None
 
 
 def predicted_log_tau(c):

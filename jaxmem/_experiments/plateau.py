@@ -21,6 +21,11 @@ COLUMNS = (
     "delta_param", "delta_loss", "tau_param", "tau_loss", "steps", "status", "wall_s",
     "batch_wall_s", "key",
 )
+#: The columns of plateau.csv that hold numbers (the others are strings).
+NUMERIC = (
+    "lag", "omega", "width", "seed", "lr", "momentum", "delta_param", "delta_loss", "tau_param", "tau_loss",
+    "steps", "wall_s", "batch_wall_s",
+)
 
 
 @dataclasses.dataclass
@@ -54,21 +59,37 @@ class PlateauSettings:
     preset: str = "canonical"
 
     def __post_init__(self):
-        self.lags = tuple(float(x) for x in self.lags)
-        self.widths = tuple(int(m) for m in self.widths)
-        self.seeds = tuple(int(k) for k in self.seeds)
-        self.lrs = tuple(float(x) for x in self.lrs)
-        self.optimizers = tuple(self.optimizers)
-        self.parameterizations = tuple(self.parameterizations)
-        for name in ("delta_param", "delta_loss", "rtol", "atol"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be > 0; got {v}.")
-        if not (isinstance(self.train_max_steps, int) and self.train_max_steps > 0):
-            raise ValueError(f"train_max_steps must be a positive integer; got {self.train_max_steps!r}.")
+        from .._errors import (
+            check_fraction,
+            check_momentum,
+            check_positive,
+            integer_list,
+            is_real,
+            number_list,
+            positive_int,
+        )
+        from .grid import distinct, name_list
+
+        # Sequences (a string is refused), each value once at its first place: `--lags 20 20`
+        # is one configuration, not the same key computed and written twice.
+        self.lags = tuple(distinct(number_list(self.lags, "lags")))
+        self.widths = tuple(distinct(integer_list(self.widths, "widths")))
+        self.seeds = tuple(distinct(integer_list(self.seeds, "seeds")))
+        self.lrs = tuple(distinct(number_list(self.lrs, "learning rates")))
+        self.optimizers = tuple(distinct(name_list(self.optimizers, "optimizers")))
+        self.parameterizations = tuple(distinct(name_list(self.parameterizations, "parameterizations")))
+        for name in ("delta_param", "delta_loss", "atol"):
+            setattr(self, name, float(check_positive(getattr(self, name), name)))
+        self.rtol = float(check_fraction(self.rtol, "rtol"))
+        self.momentum = float(check_momentum(self.momentum))
+        if not is_real(self.perturbation):
+            raise TypeError(f"perturbation must be a real number; got {self.perturbation!r}.")
         if not (math.isfinite(self.perturbation) and self.perturbation >= 0):
-            raise ValueError(f"perturbation must be >= 0; got {self.perturbation}.")
-        self.grid()  # validates lags, widths, optimisers, learning rates, parameterisations
+            raise ValueError(f"perturbation must be finite and >= 0; got {self.perturbation!r}.")
+        self.perturbation = float(self.perturbation)
+        self.train_max_steps = positive_int(self.train_max_steps, "train_max_steps")
+        self.batch_size = positive_int(self.batch_size, "batch_size")
+        self.grid()  # validates lags, widths, seeds, optimisers, learning rates, parameterisations
 
     def grid(self):
         return plateau_grid(
@@ -108,9 +129,8 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
         _distributed.sync("jaxmem-plateau-store")
     if out_dir is not None:
         store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
-                         manifest_name="plateau.json", other_outputs=("plateau.png",), read_only=not writer)
-        if store.done_rows and log is not None:
-            log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
+                         manifest_name="plateau.json", other_outputs=("plateau.png",), read_only=not writer,
+                         numeric=NUMERIC)
     if out_dir is not None and writer:
         _distributed.sync("jaxmem-plateau-store")
     done = {r["key"] for r in store.done_rows} if store else set()
@@ -120,6 +140,10 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
             f"{store.rows_path} holds {len(unknown)} row(s) of configurations outside this grid "
             f"(e.g. {unknown[0]!r}): a damaged or edited file (nothing was changed)."
         )
+    if store is not None and writer and any(config_key(c) not in done for c in configs):
+        store.require_writable()  # refused before any work (and before saying "resuming")
+    if store is not None and store.done_rows and log is not None:
+        log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
     if not writer:
         store_rows, store = (store.done_rows if store else []), None
     t_start = time.perf_counter()
@@ -136,7 +160,11 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     fits = summarize(rows)
     if log is not None:
         log(format_fits(fits))
-    if store is not None:
+    if store is not None and not store.writable:  # nothing was left to compute: display only
+        if log is not None:
+            log(f"note: {out_dir} cannot be written ({store.unwritable}); nothing was left to compute, "
+                "and plateau.json and plateau.png are left as they were.")
+    elif store is not None:
         from .plots import plot_plateau_map
 
         fig = plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=MIN_RATE)
@@ -150,4 +178,6 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
             fits=fits, **provenance(), solver=describe_search(search),
             timings=dict(this_run_s=total, new_rows=len(new_rows), resumed_rows=len(rows) - len(new_rows)),
         )
+        if log is not None:
+            log(f"wrote {out_dir}/plateau.csv, plateau.json, plateau.png")
     return rows

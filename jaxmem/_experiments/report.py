@@ -49,28 +49,40 @@ def summarize(rows):
     return out
 
 
+def _number(x, spec):
+    """`x` formatted with `spec`, or a dash of the same width where there is no number (a fit
+    with fewer than two points)."""
+    width = int(spec.split(".")[0])
+    if x is None or x != x:
+        return f"{'—':>{width}}"
+    return f"{x:{spec}}"
+
+
 def format_fits(fits):
+    """The slope table of `summarize`'s fits; `—` stands for the slope and R² of a fit with
+    fewer than two reached points."""
     lines = [f"{'optimizer':<9} {'param.':<9} {'m':>3} {'lr':>7} {'quantity':<9} {'slope':>8} {'R²':>7} {'n':>3}"
              "  (theory: slope >= w_l0)"]
     for f in fits:
         lr = "-" if f["lr"] != f["lr"] else f"{f['lr']:g}"
         lines.append(
             f"{f['optimizer']:<9} {f['parameterization']:<9} {f['width']:>3} {lr:>7} {f['quantity']:<9} "
-            f"{f['slope']:8.4f} {f['r2']:7.4f} {f['n']:3d}  w_l0 = {f['theory_slope']:.3g}"
+            f"{_number(f['slope'], '8.4f')} {_number(f['r2'], '7.4f')} {f['n']:3d}  w_l0 = {f['theory_slope']:.3g}"
         )
     return "\n".join(lines)
 
 
 def format_approx_table(settings, modes, maps, needed):
     """The printed summary: relative errors per (parameter, rates mode) and width, then the
-    widths needed for --eps."""
+    widths needed for --eps. A masked cell of `maps` (no row stored yet) is printed `—`."""
     name, params, widths, norm = settings["param_name"], settings["params"], settings["widths"], settings["norm"]
     lines = [f"\n relative {norm} error, best width-m fit",
              f" {name:>6} {'rates':>14} " + " ".join(f"m={w:<7d}" for w in widths)]
     for mode, lo in modes:
         for i, p in enumerate(params):
             label = f">= {lo}" if lo else "free"
-            lines.append(f" {p:6.3g} {label:>14} " + " ".join(f"{e:9.2e}" for e in maps[mode][i]))
+            lines.append(f" {p:6.3g} {label:>14} "
+                         + " ".join(f"{'—':>9}" if e is np.ma.masked else f"{e:9.2e}" for e in maps[mode][i]))
     if needed is not None:
         mw = settings["max_width"]
         lines.append(f"\n width needed for {settings['eps']:g} (rates >= {settings['min_rate'] or 0}): "

@@ -1,11 +1,13 @@
 """Sweeps: a grid of plateau experiments run on every device, with continuous batching.
 
-The discrete optimisers run in fixed batches (`batching.run_batch`), ordered by predicted
-plateau length. The gradient flow uses continuous batching: slots advanced a bounded number of
-solver steps per compiled call (`batching.advance_flow`) and refilled as their problems finish.
-With several processes (`jax.distributed`), the flow's slots are not run in lockstep: each
-process advances its own slots through its own share of the queue and the processes trade
-finished rows every few seconds (a call of one process never waits for another's).
+Every kind of training runs in slots: a compiled call (`batching.advance_slots`) refills the
+slots whose problems finished and advances every slot by a bounded number of steps (solver
+steps of the gradient flow, iterations of the discrete optimisers), so that no call lasts long
+(an interrupt is answered between calls) and no slot idles behind a slower member of its batch
+for more than one call. The queue runs longest predicted plateau first, so the slots run out
+together. With several processes (`jax.distributed`), each process advances its own slots
+through its own share of the queue and the processes trade finished rows every few seconds (a
+call of one process never waits for another's).
 """
 
 import math
@@ -20,58 +22,62 @@ from .. import _distributed
 from .._hitting import DEFAULT_MAX_STEPS
 from .._parameterization import get_parameterization
 from .._results import names
-from .batching import (
-    FlowSlots,
-    TrainBatch,
-    advance_flow,
-    flow_devices,
-    key_data,
-    mesh,
-    put,
-    run_batch,
-)
-from .grid import config_key, groups
+from .batching import FlowSlots, TrainSlots, advance_slots, flow_devices, mesh, put
+from .grid import config_key, groups, predicted_log_tau
 from .progress import Progress
+
+#: Iterations of a discrete optimiser per compiled call: ~0.3 s for 64 slots of width 10 on one
+#: busy CPU core, so that an interrupt is answered within a second.
+TRAIN_CHUNK_STEPS = 2000
+
+
+def predicted_cost(c) -> float:
+    """A configuration's predicted share of a sweep's work, for the estimate of the time left:
+    the flow's solver steps grow about linearly with the lag, a discrete optimiser's iterations
+    like its plateau, e^{w_min·L}/η."""
+    if c["optimizer"] == "flow":
+        return c["lag"]
+    return math.exp(predicted_log_tau(c)) / c["lr"]
 
 
 def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, flow_max_steps=DEFAULT_MAX_STEPS,
-                  train_max_steps=1_000_000, chunk_steps=64,
+                  train_max_steps=1_000_000, chunk_steps=64, train_chunk_steps=TRAIN_CHUNK_STEPS,
                   perturbation=0.0, rtol=1e-8, atol=1e-10, order="predicted", done=None,
                   on_batch=None, progress=True, stats=None):
     """Run plateau configurations (from `plateau_grid`); return their result rows.
 
-    The discrete optimisers run in batches of `batch_size` configurations, one compiled call
-    per batch. The gradient flow runs with continuous batching: `batch_size` slots advance
-    their hitting-time searches `chunk_steps` solver steps per compiled call, and a finished
-    problem's slot takes the next configuration at once, so a batch never idles behind its
-    slowest member (adaptive solves of one grid differ in cost by 100× and more).
+    Every (optimiser, parameterisation) group runs with continuous batching: `batch_size`
+    slots advance their problems `chunk_steps` flow solver steps (or `train_chunk_steps`
+    optimiser iterations) per compiled call, and a finished problem's slot takes the next
+    configuration at once, so a batch never idles behind its slowest member (the problems of
+    one grid differ in cost by 100× and more) and no call lasts long.
 
     **Arguments:**
 
     - `configs`: list of dicts with optimizer, parameterization, lag, width, seed, lr, momentum.
     - `delta_param`, `delta_loss`: hitting thresholds.
-    - `batch_size`: configurations per compiled call, or flow slots (rounded up to a multiple
-      of the device count; a last batch is padded by repetition). Every call of a group has
-      this shape, so each (optimiser, parameterisation) compiles once.
+    - `batch_size`: slots per compiled call (rounded up to a multiple of the device count).
+      Every call of a group has this shape, so each (optimiser, parameterisation) compiles
+      once.
     - `flow_max_steps`: flow steps per solve segment (default 8192).
     - `train_max_steps`: iteration cap of the discrete optimisers (default 1e6).
-    - `chunk_steps`: flow steps per compiled call (the host refills finished slots between
-      calls): larger means fewer calls, smaller means less idling of finished slots.
+    - `chunk_steps`, `train_chunk_steps`: flow steps and optimiser iterations per compiled
+      call (the host refills finished slots between calls): larger means fewer calls, smaller
+      means less idling of finished slots and a quicker answer to an interrupt. Results do
+      not depend on them.
     - `perturbation`: scale of the seed-dependent perturbation of the initialisation.
-    - `order`: `"predicted"` (by predicted plateau length: batches of the discrete optimisers
-      in increasing order, so batches are even; the flow's queue longest first, so the slots
-      run out together) or `"given"`.
+    - `order`: `"predicted"` (the queue by predicted plateau length, longest first, so the
+      slots run out together) or `"given"`.
     - `done`: keys (`config_key`) to skip — already computed, when resuming.
-    - `on_batch(rows)`: called with the rows of each batch, or of the flow problems finished
-      by a call, as soon as they are known (e.g. to write them).
+    - `on_batch(rows)`: called with the rows of the problems finished by a call, as soon as
+      they are known (e.g. to write them).
     - `stats`: a dict, filled with this process's number of compiled calls per kind of
       training (`{"flow": n, "gd": n, ...}`), e.g. to measure how well the slots are used.
 
-    With several processes (`jax.distributed`), the discrete optimisers' batches are sharded
-    over every process's devices; the flow runs `batch_size` / processes slots in each
-    process, each process through every P-th configuration of the ordered queue, and the
-    processes trade finished rows every 2 s and at the end, so every process returns every
-    row (and `on_batch` sees the other processes' rows at those exchanges).
+    With several processes (`jax.distributed`), each process runs `batch_size` / processes
+    slots through every P-th configuration of the ordered queue, and the processes trade
+    finished rows every 2 s and at the end, so every process returns every row (and
+    `on_batch` sees the other processes' rows at those exchanges).
 
     **Returns:** list of row dicts (config, tau_param, tau_loss, steps, status, wall_s), in
     the order they finished. `status` is the name of a `jaxmem.RESULTS` member; `wall_s` is the
@@ -84,13 +90,13 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     rows = jaxmem.plateau_sweep(grid, batch_size=4, progress=False)
     ```
     """
-    if int(chunk_steps) < 1:
-        raise ValueError(f"chunk_steps must be a positive integer; got {chunk_steps!r}.")
+    for name, value in (("chunk_steps", chunk_steps), ("train_chunk_steps", train_chunk_steps)):
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     done = set(done or ())
     todo = [c for c in configs if config_key(c) not in done]
     by_group = groups(todo, order)
-    devices = jax.devices()
-    ndev = len(devices)
+    ndev = len(jax.devices())
     largest = max((len(g) for g in by_group.values()), default=1)
     bs = max(1, min(int(batch_size), largest))
     bs = ndev * math.ceil(bs / ndev)
@@ -99,14 +105,17 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     settings = dict(delta_param=delta_param, delta_loss=delta_loss)
     stats = {} if stats is None else stats
     rows = []
-    bar = Progress(len(todo), "sweep") if progress and todo else None
+    costs = {config_key(c): predicted_cost(c) for c in todo}
+    bar = Progress(len(todo), "sweep", total_work=sum(costs.values())).__enter__() if progress and todo else None
 
     def emit(new, note):
         rows.extend(new)
         if on_batch is not None and new:
             on_batch(new)
         if bar is not None and new:
-            bar.update(len(new), note)
+            bar.update(len(new), note, work=sum(costs.get(r["key"], 0.0) for r in new))
+        elif bar is not None:
+            bar.tick(note)
 
     try:
         for (kind, pname), group in by_group.items():
@@ -114,11 +123,12 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
             if kind == "flow":
                 fn = FlowSlots(p, max_width, int(flow_max_steps), int(chunk_steps), float(perturbation),
                                float(delta_param), float(delta_loss), float(rtol), float(atol))
-                _sweep_flow(fn, group, bs, dtype, settings, emit, stats)
+                devices = flow_devices(jax.local_devices())
             else:
-                batch = TrainBatch(kind, p, max_width, int(train_max_steps), float(perturbation),
-                                   float(delta_param), float(delta_loss))
-                _sweep_batches(batch, mesh(devices), group, bs, dtype, settings, emit, stats)
+                fn = TrainSlots(kind, p, max_width, int(train_max_steps), int(train_chunk_steps),
+                                float(perturbation), float(delta_param), float(delta_loss))
+                devices = jax.local_devices()
+            _sweep_slots(fn, kind, devices, group, bs, dtype, settings, emit, stats)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -138,32 +148,9 @@ def _count(stats, kind):
     stats[kind] = stats.get(kind, 0) + 1
 
 
-def _sweep_batches(batch, mesh, group, bs, dtype, settings, emit, stats):
-    """The discrete optimisers: batches of `bs` configurations, each run to its end."""
-    sharding = NamedSharding(mesh, PartitionSpec("batch"))
-    for start in range(0, len(group), bs):
-        chunk = group[start : start + bs]
-        padded = chunk + [chunk[-1]] * (bs - len(chunk))
-        arrays = [
-            np.array([c["lag"] for c in padded], dtype),
-            np.array([c["width"] for c in padded], np.int32),
-            np.stack([key_data(c["seed"]) for c in padded]),
-            np.array([1e-2 if math.isnan(c["lr"]) else c["lr"] for c in padded], dtype),
-            np.array([0.0 if math.isnan(c["momentum"]) else c["momentum"] for c in padded], dtype),
-        ]
-        t0 = time.perf_counter()
-        inputs = [put(x, sharding) for x in arrays]
-        out = _distributed.gather(run_batch(batch, mesh, *inputs))
-        _count(stats, batch.kind)
-        wall = time.perf_counter() - t0
-        lags = [c["lag"] for c in chunk]
-        emit([_row(c, settings, out, i, wall / len(chunk), wall) for i, c in enumerate(chunk)],
-             f"{batch.kind} L={min(lags):g}..{max(lags):g} ({len(chunk)} configs)")
-
-
-def _sweep_flow(fn, group, bs, dtype, settings, emit, stats):
-    """The gradient flow with continuous batching: `bs` slots; after every call the finished
-    problems leave their slots and the next configurations of the queue take them.
+def _sweep_slots(fn, kind, devices, group, bs, dtype, settings, emit, stats):
+    """Continuous batching of one group: `bs` slots; after every call the finished problems
+    leave their slots and the next configurations of the queue take them.
 
     In one process the slots are sharded over the process's devices. With several processes
     (`jax.distributed`) each process runs its own slots (`bs` / processes of them) on its own
@@ -173,16 +160,15 @@ def _sweep_flow(fn, group, bs, dtype, settings, emit, stats):
     `_distributed.EXCHANGE_S` seconds and once more at the end (`_distributed.exchange`), so
     that every process returns, and process 0 writes, every row."""
     nproc = jax.process_count()
-    devices = flow_devices(jax.local_devices())
-    flow_mesh = mesh(devices)
+    slots_mesh = mesh(devices)
     if nproc == 1:
-        for records in _run_slots(fn, flow_mesh, group, range(len(group)), bs, dtype, stats):
-            _emit_records(records, group, settings, emit)
+        for records in _run_slots(fn, kind, slots_mesh, group, range(len(group)), bs, dtype, stats):
+            _emit_records(records, kind, group, settings, emit)
         return
     local_bs = max(len(devices), bs // nproc)
     local_bs = len(devices) * math.ceil(local_bs / len(devices))
     mine = range(jax.process_index(), len(group), nproc)
-    calls = _run_slots(fn, flow_mesh, group, mine, local_bs, dtype, stats)
+    calls = _run_slots(fn, kind, slots_mesh, group, mine, local_bs, dtype, stats)
     every = _distributed.exchange_interval()
     pending, finished, last = [], False, time.perf_counter()
     while True:
@@ -191,26 +177,26 @@ def _sweep_flow(fn, group, bs, dtype, settings, emit, stats):
             if records is None:
                 finished = True
             else:
-                _emit_records(records, group, settings, emit)  # this process's own rows at once
+                _emit_records(records, kind, group, settings, emit)  # this process's own rows at once
                 pending.extend(records)
                 if time.perf_counter() - last < every:
                     continue
         others, all_finished = _distributed.exchange(np.asarray(pending, np.float64).reshape(-1, _RECORD_WIDTH),
                                                      finished)
         pending, last = [], time.perf_counter()
-        _emit_records(others, group, settings, emit)
+        _emit_records(others, kind, group, settings, emit)
         if all_finished:
             return
 
 
-# A finished flow problem travels between processes as one row of numbers: its index in the
+# A finished problem travels between processes as one row of numbers: its index in the
 # group, then these fields of the call's summary (the result as its integer code), then its
 # wall times.
 _RECORD_FIELDS = ("tau_param", "tau_loss", "steps", "result")
 _RECORD_WIDTH = 3 + len(_RECORD_FIELDS)
 
 
-def _run_slots(fn, mesh, group, indices, bs, dtype, stats):
+def _run_slots(fn, kind, mesh, group, indices, bs, dtype, stats):
     """Continuous batching of the configurations `group[i]`, `i` in `indices` (in that
     order), in `bs` slots on `mesh`. Yields, after every compiled call, the records (one
     array row each: index, `_RECORD_FIELDS`, wall_s, batch_wall_s) of the problems it
@@ -224,8 +210,7 @@ def _run_slots(fn, mesh, group, indices, bs, dtype, stats):
     slot_start = [0.0] * bs
     filler = group[indices[0]]
     # The slots' initial contents (all refilled by the first call: only the shapes matter).
-    shapes = jax.eval_shape(jax.vmap(fn.start), jnp.zeros(bs, dtype), jnp.zeros(bs, np.int32),
-                            jnp.zeros((bs, 2), np.uint32), jnp.zeros(bs, bool))
+    shapes = jax.eval_shape(jax.vmap(fn.start), *fn.inputs([filler] * bs, dtype), jnp.zeros(bs, bool))
     slots = jax.tree_util.tree_map(lambda x: put(np.zeros(x.shape, x.dtype), sharding), shapes)
     first = True
     while True:
@@ -244,14 +229,10 @@ def _run_slots(fn, mesh, group, indices, bs, dtype, stats):
         if not busy:
             return
         cfgs = [filler if j is None else group[j] for j in slot_idx]
-        arrays = [
-            refill, np.array([j is not None for j in slot_idx]),
-            np.array([c["lag"] for c in cfgs], dtype), np.array([c["width"] for c in cfgs], np.int32),
-            np.stack([key_data(c["seed"]) for c in cfgs]),
-        ]
+        arrays = [refill, np.array([j is not None for j in slot_idx]), *fn.inputs(cfgs, dtype)]
         t0 = time.perf_counter()
-        slots, out = advance_flow(fn, mesh, slots, *[put(x, sharding) for x in arrays])
-        _count(stats, "flow")
+        slots, out = advance_slots(fn, mesh, slots, *[put(x, sharding) for x in arrays])
+        _count(stats, kind)
         out = jax.tree_util.tree_map(np.asarray, out)  # the mesh is this process's own devices
         wall = time.perf_counter() - t0
         records = []
@@ -264,12 +245,13 @@ def _run_slots(fn, mesh, group, indices, bs, dtype, stats):
         yield np.array(records, np.float64).reshape(-1, _RECORD_WIDTH)
 
 
-def _emit_records(records, group, settings, emit):
+def _emit_records(records, kind, group, settings, emit):
     if not len(records):
+        emit([], kind)  # a call that finished nothing: the progress bar still moves on
         return
     out = {k: records[:, 1 + n] for n, k in enumerate(_RECORD_FIELDS)}
     rows = [_row(group[int(rec[0])], settings, out, n, float(rec[-2]), float(rec[-1])) for n, rec in enumerate(records)]
     lags = [r["lag"] for r in rows]
-    emit(rows, f"flow L={min(lags):g}..{max(lags):g}")
+    emit(rows, f"{kind} L={min(lags):g}..{max(lags):g}")
 
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._errors import as_float_array, check_finite
 from .._quadrature import integrate
 
 
@@ -112,9 +113,10 @@ class ScaledKernel(AbstractKernel):
     def __init__(self, factor, kernel):
         if not isinstance(kernel, AbstractKernel):
             raise TypeError(f"ScaledKernel needs a kernel; got {kernel!r}.")
-        self.factor = jnp.asarray(factor, dtype=jnp.result_type(float))
-        if self.factor.ndim != 0:
-            raise ValueError(f"a kernel can only be scaled by a scalar; got shape {self.factor.shape}.")
+        factor = as_float_array(factor, "a kernel's scale factor")
+        if factor.ndim != 0:
+            raise ValueError(f"a kernel can only be scaled by a scalar; got shape {factor.shape}.")
+        self.factor = check_finite(factor, "a kernel's scale factor")
         self.kernel = kernel
 
     def __call__(self, t):

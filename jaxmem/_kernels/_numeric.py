@@ -81,6 +81,8 @@ class Airy(AbstractKernel):
     values: Float[Array, " n"]
 
     def __init__(self, shift=6.0, scale=1.0):
+        if any(isinstance(x, (str, bytes, bool, np.bool_)) for x in (shift, scale)):
+            raise TypeError(f"Airy shift and scale must be concrete Python numbers; got {shift!r}, {scale!r}.")
         try:
             shift, scale = float(shift), float(scale)
         except (TypeError, jax.errors.ConcretizationTypeError) as e:
