@@ -32,8 +32,8 @@ from ._flow import (
 from ._hitting import (
     HittingTimes as HittingTimes,
     HittingTimeSearch as HittingTimeSearch,
-    hitting_times as hitting_times,
 )
+from ._hitting_times import hitting_times as hitting_times
 from ._kernels import (
     AbstractKernel as AbstractKernel,
     Airy as Airy,

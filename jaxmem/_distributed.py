@@ -5,16 +5,15 @@ cache. This is the one module that reads jaxmem's environment variables:
 - `JAXMEM_DISTRIBUTED=1`: call `jax.distributed.initialize` at start-up, from
   `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID` (or auto-detection);
 - `JAXMEM_CPUS`: the CPUs this process's threads are pinned to (set by `launch_local`);
-- `JAXMEM_EXCHANGE_S`: seconds between the row exchanges of a multi-process flow sweep;
+- `JAXMEM_EXCHANGE_S`: seconds between the row exchanges of a multi-process sweep;
 - `JAXMEM_CACHE_DIR`, `JAXMEM_NO_CACHE`: the compilation cache's folder, or none.
 
 Several processes on one CPU host: on a CPU, XLA runs a vmapped batch on one core. Splitting the host into several XLA
 devices of one process (`--xla_force_host_platform_device_count`) does not work for the
 gradient flow with jax 0.10 (devices running its program concurrently hang; see
 benchmarks/RESULTS.md), but separate processes, one per core, each with its own device, do:
-the sweep then runs over the processes exactly as over the hosts of a cluster (the discrete
-optimisers' batches sharded over them; the flow's slots in each process, through its own
-share of the queue).
+the sweep then runs over the processes exactly as over the hosts of a cluster (each process's
+slots through its own share of the queue).
 """
 
 import os
@@ -80,11 +79,11 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
     through a coordinator on 127.0.0.1 (CPU collectives: gloo); return its exit status.
 
     Process 0 keeps this terminal's stdout and stderr; the others print nothing unless they
-    fail (their stderr is then shown). On Ctrl-C (KeyboardInterrupt) every process gets
-    SIGINT, those still running after `INTERRUPT_GRACE_S` are killed, and the
-    KeyboardInterrupt is raised again here. On a CPU platform with at least `n` CPUs each process
-    is pinned to its own share of them (`JAXMEM_CPUS`, applied by `init_distributed`). When one process fails the others are stopped. On
-    Ctrl-C every process gets SIGINT (a sweep writes what it finished) and 130 is returned.
+    fail (their stderr is then shown). On a CPU platform with at least `n` CPUs each process
+        is pinned to its own share of them (`JAXMEM_CPUS`, applied by `init_distributed`). When one
+    process fails the others are stopped. On Ctrl-C (KeyboardInterrupt) every process gets
+    SIGINT (a sweep writes what it finished), those still running after `INTERRUPT_GRACE_S`
+    are killed, and the KeyboardInterrupt is raised again.
     `platform` sets `JAX_PLATFORMS` unless it is already set.
 
     ```python
@@ -116,7 +115,7 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
             logs.append(log)
     code = 0
     try:
-        while any(p.poll() is None for p in procs):
+        while any([p.poll() is None for p in procs]):  # a list: every process polled each time
             failed = [p for p in procs if p.returncode not in (None, 0)]
             if failed:
                 code = failed[0].returncode
@@ -206,6 +205,18 @@ def init_distributed():
     return True
 
 
+def agree(ok: bool) -> bool:
+    """Whether every process says `ok` (a collective; in one process, `ok` itself)."""
+    import jax
+    import numpy as np
+
+    if jax.process_count() == 1:
+        return bool(ok)
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(np.asarray(multihost_utils.process_allgather(np.array([int(bool(ok))])))))
+
+
 def sync(name):
     """A barrier across processes (no-op in a single process)."""
     import jax
@@ -216,19 +227,7 @@ def sync(name):
         multihost_utils.sync_global_devices(name)
 
 
-def gather(tree):
-    """Every process's shards of a tree of arrays, as numpy arrays (in one process: as is)."""
-    import jax
-    import numpy as np
-
-    if jax.process_count() > 1:  # pragma: no cover - multi-host
-        from jax.experimental import multihost_utils
-
-        return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
-    return jax.tree_util.tree_map(np.asarray, tree)
-
-
-#: Seconds between the exchanges of finished rows of a multi-process flow sweep (an interrupt
+#: Seconds between the exchanges of finished rows of a multi-process sweep (an interrupt
 #: loses at most this much of the other processes' work, besides the calls in flight).
 EXCHANGE_S = 2.0
 

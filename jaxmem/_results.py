@@ -37,6 +37,11 @@ NOT_REACHED = ("param_not_reached", "loss_not_reached", "not_reached")
 _INDEX_TO_NAME = {int(item._value): key for key, item in RESULTS._name_to_item.items()}
 
 
+def is_failure(name: str) -> bool:
+    """Whether a member name (a CSV `status`) is a failure rather than a measurement."""
+    return name != "successful" and name not in NOT_REACHED
+
+
 def names(result) -> list[str]:
     """The member names (the CSV `status`) of concrete `RESULTS` values (or of their integer
     codes, `result._value`), flattened."""

@@ -6,7 +6,9 @@ These names are documented but not stable: they may change between releases with
   `loss_and_grad`, `loss_hessian`, `param_distance`, `diagonal_hessian`, `gram`.
 - The flow and its search: `flow_term` (the vector field with its closed-form Jacobian),
   `JacobianODETerm`, `SearchState`, `run_search` (the unjitted core of `hitting_times`),
-  `EVENTS`; `train_impl` (the unjitted core of `train`).
+  `EVENTS`; discrete training as a state advanced in chunks: `TrainState`, `train_init`,
+  `train_step`, `train_terminate`, `train_result`, and `train_impl` (the unjitted core of
+  `train`: the four in a row).
 - The canonical start: `canonical_params` (traceable, padded, perturbed), `MIN_RATE`,
   `MAX_RATE`, `QUICK_LAGS`, `preset_settings`.
 - Approximation: `named_rates`, `start_rates`, `fit_rows`, `bisect_widths`, `map_keys`,
@@ -47,11 +49,8 @@ from ._experiments.grid import predicted_log_tau as predicted_log_tau
 from ._experiments.plateau import preset_settings as preset_settings
 from ._experiments.report import format_fits as format_fits, summarize as summarize
 from ._flow import flow_term as flow_term
-from ._hitting import (
-    EVENTS as EVENTS,
-    SearchState as SearchState,
-    run_search as run_search,
-)
+from ._hitting import EVENTS as EVENTS, SearchState as SearchState
+from ._hitting_times import run_search as run_search
 from ._loss import (
     diagonal_hessian as diagonal_hessian,
     gram as gram,
@@ -65,5 +64,13 @@ from ._presets import (
     QUICK_LAGS as QUICK_LAGS,
     canonical_params as canonical_params,
 )
+from ._results import names as result_names  # noqa: F401 (a re-export under another name)
 from ._rosenbrock import JacobianODETerm as JacobianODETerm
-from ._train import train_impl as train_impl
+from ._train import (
+    TrainState as TrainState,
+    train_impl as train_impl,
+    train_init as train_init,
+    train_result as train_result,
+    train_step as train_step,
+    train_terminate as train_terminate,
+)

@@ -5,6 +5,7 @@ Each flow configuration compiles once (~25 s on 2 CPU cores), so the runs are mo
 fixtures shared by the tests, and the four-parameterisation run is marked slow.
 """
 
+import argparse
 import csv
 import json
 import math
@@ -154,9 +155,25 @@ def test_bad_values_exit_nonzero_with_message(tmp_path, capsys, argv, message):
     (["--preset", "huge"], "invalid choice: 'huge'"),
     (["--lags", "eight"], "not a number"),
     (["--lags", "8:40:0"], "STEP > 0"),
+    (["--omegas", "nan"], "not a finite number: 'nan'"),
+    (["--widths", "inf"], "not a finite number: 'inf'"),
 ])
 def test_bad_choices_exit_nonzero_with_message(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as info:
         _main(["plateau", "--out", str(tmp_path / "o"), *argv])
     assert info.value.code != 0
     assert message in capsys.readouterr().err
+
+
+def test_number_lists_and_ranges():
+    from jaxmem._cli._args import floats, ints
+
+    assert floats("8:11:2") == [8.0, 10.0]  # never beyond STOP
+    assert floats("8:12:2") == [8.0, 10.0, 12.0] and floats("0.1:0.3:0.1")[-1] == pytest.approx(0.3)
+    assert floats("1, 2 3") == [1.0, 2.0, 3.0] and ints("1:4:1") == [1, 2, 3, 4]
+    for bad, message in [("inf", "finite"), ("nan", "finite"), ("8:4:1", "START <= STOP"), ("1:1e9:1", "at most"),
+                         ("x", "not a number"), ("8:9:0", "STEP > 0")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            floats(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="integers"):
+        ints("2.5")

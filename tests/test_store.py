@@ -189,3 +189,29 @@ def test_a_missing_folder_in_a_read_only_parent(tmp_path, monkeypatch):
 def test_json_safe_leaves_finite_values_alone():
     obj = {"a": [1, 2.5, "inf", None, True], "b": {"c": (1.0, -0.0)}}
     assert store_module.json_safe(obj) == {"a": [1, 2.5, "inf", None, True], "b": {"c": [1.0, -0.0]}}
+
+
+def test_a_killed_manifest_replacement_does_not_block_resuming(tmp_path):
+    # A run killed while replacing its manifest leaves `m.json.tmp`: ours, not a foreign file.
+    s = _store(tmp_path / "run")
+    s.append([dict(key="a", lag=8.0, tau_param=1.5, status="successful")])
+    (tmp_path / "run" / "m.json.tmp").write_text("{")
+    again = _store(tmp_path / "run")
+    assert [r["key"] for r in again.done_rows] == ["a"]
+    again.update_manifest(note="x")
+    assert _strict(tmp_path / "run" / "m.json")["note"] == "x"
+
+
+def test_a_torn_last_row_is_dropped_at_the_next_append(tmp_path):
+    s = _store(tmp_path / "run")
+    s.append([dict(key="a", lag=8.0, tau_param=1.5, status="successful")])
+    path = tmp_path / "run" / "r.csv"
+    path.write_bytes(path.read_bytes() + b"b,9.0,2.")  # an append killed half-way
+    again = _store(tmp_path / "run")
+    assert [r["key"] for r in again.done_rows] == ["a"]
+    assert path.read_bytes().endswith(b"2.")  # nothing changes before there is a row to write
+    again.append([dict(key="b", lag=9.0, tau_param=2.5, status="successful")])
+    assert path.read_text().splitlines()[1:] == ["a,8.0,1.5,successful", "b,9.0,2.5,successful"]
+    # A reader that does not write (another process, `load_run`) leaves the torn row out too.
+    reader = _store(tmp_path / "run", read_only=True)
+    assert [r["key"] for r in reader.done_rows] == ["a", "b"]

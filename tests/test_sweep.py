@@ -697,3 +697,47 @@ def test_pin_threads_pins_every_thread():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_failed_rows_are_counted_and_left_out_of_the_fits():
+    def row(lag, tau, status, optimizer="gd"):
+        return dict(optimizer=optimizer, parameterization="identity", width=10, lr=0.01, momentum=float("nan"),
+                    lag=lag, seed=0, tau_param=tau, tau_loss=tau, status=status)
+
+    good = [row(8.0, 1.0, "successful"), row(10.0, math.e, "successful")]
+    bad = [row(12.0, 1.0, "diverged"), row(14.0, 5.0, "max_steps_reached")]
+    fits = internal.summarize(good + bad)
+    assert [f["n"] for f in fits] == [2, 2]
+    np.testing.assert_allclose([f["slope"] for f in fits], 0.5)  # log τ rises by 1 over 2 lags
+    from jaxmem._experiments.report import failures_note
+
+    note = failures_note(good + bad)
+    assert "2 of 4 configurations failed" in note and "diverged: 1" in note and "max_steps_reached: 1" in note
+    assert failures_note(good) is None
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(train_max_steps=2.5), "train_max_steps must be a positive integer"),
+    (dict(delta_loss=-0.1), "delta_loss must be finite and > 0"),
+    (dict(rtol=2.0), "rtol"),
+    (dict(perturbation=-1.0), "perturbation"),
+])
+def test_plateau_sweep_refuses_bad_settings(kw, message):
+    grid = jaxmem.plateau_grid([8.0], optimizers=("gd",))
+    with pytest.raises((ValueError, TypeError), match=message):
+        jaxmem.plateau_sweep(grid, progress=False, **kw)
+
+
+def test_launch_local_stops_when_a_later_process_fails(tmp_path):
+    # Process 1 fails at once while process 0 would run for ten minutes: the launcher must
+    # notice the failure of any process, stop the others and return its exit status.
+    code = (
+        "import subprocess, sys\n"
+        "from jaxmem.internal import launch_local\n"
+        "child = ('import os, sys, time\\n'\n"
+        "         'sys.exit(3) if os.environ[\"JAX_PROCESS_ID\"] == \"1\" else time.sleep(600)')\n"
+        "print(launch_local([sys.executable, '-c', child], 2))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr[-2000:]

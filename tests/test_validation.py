@@ -261,7 +261,6 @@ def test_approx_settings_bad_values(kw, error, match):
     (["--atol", "0"], "atol must be finite and > 0; got 0.0."),
     (["--train-max-steps", "0"], "train_max_steps must be a positive integer; got 0."),
     (["--delta-loss", "inf"], "delta_loss must be finite and > 0; got inf."),
-    (["--omegas", "nan"], "omegas must be finite and > 0; got [nan]."),
     (["--lags", "8", "-1"], "lags must be positive and finite (omega = 1/lag > 0); got [8.0, -1.0]."),
 ])
 def test_cli_plateau_bad_values_one_line(tmp_path, capsys, argv, message):

@@ -2,6 +2,7 @@
 calls its driver in `jaxmem._experiments`."""
 
 import argparse
+import shlex
 import sys
 
 import jax
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         if not launched_locally():  # with --processes N the launching process says it once
-            resume = " ".join(["jaxmem", *args.argv])
+            resume = shlex.join(["jaxmem", *args.argv])
             print(f"\njaxmem {args.command}: interrupted; the rows finished so far are in the output folder. "
                   f"To resume: {resume}", file=sys.stderr)
         return 130

@@ -38,13 +38,14 @@ def add_parser(sub):
                    help="widths m: a list or a range")
     p.add_argument("--min-rate", type=float, default=0.5,
                    help="rate floor (stability margin); 0 for none. Free-rate fits without a floor are drawn too.")
-    p.add_argument("--max-rate", type=float, default=None)
-    p.add_argument("--norm", choices=("L2", "L1"), default="L2")
+    p.add_argument("--max-rate", type=float, default=None, help="rate ceiling of the fits (default none)")
+    p.add_argument("--norm", choices=("L2", "L1"), default="L2",
+                   help="the norm of the reported error (the fit always minimises the L2 error)")
     p.add_argument("--eps", type=float, default=0.05,
                    help="relative error for the width-needed panel (0 to skip)")
     p.add_argument("--max-width", type=int, default=32, help="largest width tried for --eps")
-    p.add_argument("--starts", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--starts", type=int, default=8, help="random starts of the free-rate search per fit (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="the random key of those starts (default 0)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"(parameter, width) fits per compiled call (default {DEFAULT_BATCH_SIZE}); each "
                         "finished batch is saved. It only cuts the work, so a resumed run may change it.")

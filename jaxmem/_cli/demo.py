@@ -10,7 +10,7 @@ from .plateau import run as run_plateau_command
 
 def add_parser(sub):
     p = sub.add_parser("demo", help="a short tour: kernels, exact losses, then the quick plateau map")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo", help="output folder of the quick plateau map (default runs/demo)")
     p.set_defaults(func=run)
     return p
 

@@ -76,9 +76,9 @@ def settings_from_args(args):
 def run(args):
     if args.processes < 1:
         raise ValueError(f"--processes must be >= 1; got {args.processes}.")
+    settings = settings_from_args(args)  # bad options are refused once, before any process starts
     if args.processes > 1 and not is_launched():
         return launch_local([sys.executable, "-m", "jaxmem", *args.argv], args.processes)
-    settings = settings_from_args(args)
     print(f"jaxmem plateau: preset {settings.preset}, lags {list(settings.lags)}, widths {list(settings.widths)}, "
           f"seeds {len(settings.seeds)}, optimizers {list(settings.optimizers)}, "
           f"parameterizations {list(settings.parameterizations)}, devices {len(jax.devices())}")

@@ -16,7 +16,12 @@ from pathlib import Path
 from .._experiments.approx import stored_maps, stored_width_needed
 from .._experiments.load import FILES, read_run
 from .._experiments.plateau import PlateauSettings
-from .._experiments.report import format_approx_table, format_fits, summarize
+from .._experiments.report import (
+    failures_note,
+    format_approx_table,
+    format_fits,
+    summarize,
+)
 from .._presets import MIN_RATE
 
 
@@ -39,6 +44,8 @@ def run(args) -> int:
               f"{'' if total is None else f' of {total}'} configurations")
         if rows:
             print(format_fits(summarize(rows)))
+            if failures_note(rows):
+                print(failures_note(rows))
         draw = _plateau_figure(rows)
     else:
         modes, maps = stored_maps(settings, rows)

@@ -12,7 +12,7 @@ from .._hitting import HittingTimeSearch
 from .._presets import CANONICAL_LAGS, MIN_RATE, QUICK_LAGS
 from .grid import config_key, plateau_grid
 from .provenance import describe_search, provenance
-from .report import format_fits, summarize
+from .report import failures_note, format_fits, summarize
 from .store import RowStore, StoreError
 from .sweep import plateau_sweep
 
@@ -111,6 +111,15 @@ def preset_settings(name: str, **overrides) -> PlateauSettings:
     return PlateauSettings(preset=name, **base)
 
 
+def _check_known(store, keys):
+    unknown = sorted({r["key"] for r in store.done_rows} - keys)
+    if unknown:  # same settings, yet rows of configurations outside the grid: a damaged file
+        raise StoreError(
+            f"{store.rows_path} holds {len(unknown)} row(s) of configurations outside this grid "
+            f"(e.g. {unknown[0]!r}): a damaged or edited file (nothing was changed)."
+        )
+
+
 def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=print):
     """Measure the hitting times of every configuration through `plateau_sweep`; write
     `plateau.csv` (rows appended batch by batch), `plateau.json` and `plateau.png` to `out_dir`.
@@ -120,28 +129,31 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     Returns the list of row dicts (resumed and new).
     """
     configs = settings.grid()
+    keys = {config_key(c) for c in configs}
     store = None
     # Several processes (jax.distributed): process 0 opens (or creates) the folder and writes;
     # the others read it after process 0 has, so that all skip the same finished rows (their
-    # batches must match); they never write.
+    # shares of the queue must match); they never write. Whether process 0 could open it is
+    # agreed on by all, so that a refusal stops every process instead of leaving them waiting.
     writer = jax.process_index() == 0
-    if out_dir is not None and not writer:
-        _distributed.sync("jaxmem-plateau-store")
-    if out_dir is not None:
-        store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
-                         manifest_name="plateau.json", other_outputs=("plateau.png",), read_only=not writer,
-                         numeric=NUMERIC)
+    error = None
     if out_dir is not None and writer:
-        _distributed.sync("jaxmem-plateau-store")
+        try:
+            store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
+                             manifest_name="plateau.json", other_outputs=("plateau.png",), numeric=NUMERIC)
+            _check_known(store, keys)
+            if any(config_key(c) not in {r["key"] for r in store.done_rows} for c in configs):
+                store.require_writable()  # refused before any work (and before saying "resuming")
+        except (StoreError, OSError) as e:
+            error = e
+    if not _distributed.agree(error is None):
+        raise error if error is not None else StoreError(
+            f"the process writing {out_dir!r} refused it (its message is above); nothing was computed.")
+    if out_dir is not None and not writer:
+        store = RowStore(out_dir, dataclasses.asdict(settings), COLUMNS, rows_name="plateau.csv",
+                         manifest_name="plateau.json", other_outputs=("plateau.png",), read_only=True,
+                         numeric=NUMERIC)
     done = {r["key"] for r in store.done_rows} if store else set()
-    unknown = sorted(done - {config_key(c) for c in configs})
-    if unknown:  # same settings, yet rows of configurations outside the grid: a damaged file
-        raise StoreError(
-            f"{store.rows_path} holds {len(unknown)} row(s) of configurations outside this grid "
-            f"(e.g. {unknown[0]!r}): a damaged or edited file (nothing was changed)."
-        )
-    if store is not None and writer and any(config_key(c) not in done for c in configs):
-        store.require_writable()  # refused before any work (and before saying "resuming")
     if store is not None and store.done_rows and log is not None:
         log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
     if not writer:
@@ -160,6 +172,9 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     fits = summarize(rows)
     if log is not None:
         log(format_fits(fits))
+        note = failures_note(rows)
+        if note:
+            log(note)
     if store is not None and not store.writable:  # nothing was left to compute: display only
         if log is not None:
             log(f"note: {out_dir} cannot be written ({store.unwritable}); nothing was left to compute, "

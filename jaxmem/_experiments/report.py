@@ -1,15 +1,20 @@
 """The printed summaries of a run: fitted plateau slopes, and the approximation table."""
 
+import collections
+
 import numpy as np
 
 from .._presets import MIN_RATE
+from .._results import is_failure
 from .._theory import fit_exponential
 
 
-def series_key(row, several_widths=False):
+def series_key(row, several_widths=False, several_momenta=False):
     label = "gradient flow" if row["optimizer"] == "flow" else row["optimizer"]
     if row["optimizer"] != "flow":
         label += f" (η={row['lr']:g})"
+    if several_momenta and row["optimizer"] == "momentum":
+        label += f", β={row['momentum']:g}"
     if row.get("parameterization", "identity") != "identity":
         label += f", {row['parameterization']}"
     if several_widths:
@@ -17,12 +22,31 @@ def series_key(row, several_widths=False):
     return label
 
 
+def measured(rows):
+    """The rows that are measurements: a failed run (`diverged`, `max_steps_reached`, ...) has no
+    hitting time to fit or draw."""
+    return [r for r in rows if not is_failure(str(r.get("status", "successful")))]
+
+
+def failures_note(rows):
+    """A line counting the failed rows by outcome, or None."""
+    counts = collections.Counter(r["status"] for r in rows if is_failure(str(r.get("status", "successful"))))
+    if not counts:
+        return None
+    what = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items()))
+    return (f"note: {sum(counts.values())} of {len(rows)} configurations failed ({what}); their rows are kept "
+            "with that status and left out of the fits and the figure.")
+
+
 def median_rows(rows):
-    """One row per (series, lag), with the median τ over seeds; `series` names the series."""
+    """One row per (series, lag) of the measured rows, with the median τ over seeds; `series`
+    names the series."""
+    rows = measured(rows)
     several = len({r.get("width") for r in rows}) > 1
+    momenta = len({r.get("momentum") for r in rows if r.get("optimizer") == "momentum"}) > 1
     groups = {}
     for r in rows:
-        groups.setdefault((series_key(r, several), r["lag"]), []).append(r)
+        groups.setdefault((series_key(r, several, momenta), r["lag"]), []).append(r)
     out = []
     for (label, lag), rs in groups.items():
         out.append(dict(rs[0], series=label, tau_param=float(np.median([r["tau_param"] for r in rs])),

@@ -47,7 +47,9 @@ class RowStore:
         self.numeric = None if numeric is None else frozenset(numeric)
         self.rows_path = os.path.join(self.dir, rows_name)
         self.manifest_path = os.path.join(self.dir, manifest_name)
-        allowed = {rows_name, manifest_name, *other_outputs}
+        # The manifest's temporary file is ours too: a run killed while replacing the manifest
+        # leaves it behind (the next write replaces it).
+        allowed = {rows_name, manifest_name, manifest_name + ".tmp", *other_outputs}
         self.done_rows = []
         self.read_only = bool(read_only)
         self._created = False
@@ -85,7 +87,7 @@ class RowStore:
                              "(nothing was computed or changed).")
 
     def _resume(self, rows_name, manifest_name, present):
-        if manifest_name in present and rows_name not in present and not self.read_only:
+        if manifest_name in present and rows_name not in present:
             # Killed between writing the manifest and the CSV header: nothing was finished.
             if read_manifest(self.manifest_path).get("settings") == self.settings:
                 self._pending_header = True

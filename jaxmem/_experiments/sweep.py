@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _distributed
+from .._errors import check_fraction, check_positive, positive_int
 from .._hitting import DEFAULT_MAX_STEPS
 from .._parameterization import get_parameterization
 from .._results import names
@@ -37,7 +38,7 @@ def predicted_cost(c) -> float:
     like its plateau, e^{w_min·L}/η."""
     if c["optimizer"] == "flow":
         return c["lag"]
-    return math.exp(predicted_log_tau(c)) / c["lr"]
+    return math.exp(min(predicted_log_tau(c), 700.0)) / c["lr"]  # capped: no overflow at huge lags
 
 
 def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, flow_max_steps=DEFAULT_MAX_STEPS,
@@ -90,9 +91,15 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     rows = jaxmem.plateau_sweep(grid, batch_size=4, progress=False)
     ```
     """
-    for name, value in (("chunk_steps", chunk_steps), ("train_chunk_steps", train_chunk_steps)):
-        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    for name, value in (("chunk_steps", chunk_steps), ("train_chunk_steps", train_chunk_steps),
+                        ("batch_size", batch_size), ("flow_max_steps", flow_max_steps),
+                        ("train_max_steps", train_max_steps)):
+        positive_int(value, name)
+    for name, value in (("delta_param", delta_param), ("delta_loss", delta_loss), ("atol", atol)):
+        check_positive(value, name)
+    check_fraction(rtol, "rtol")
+    if not (isinstance(perturbation, (int, float)) and math.isfinite(perturbation) and perturbation >= 0):
+        raise ValueError(f"perturbation must be finite and >= 0; got {perturbation!r}.")
     done = set(done or ())
     todo = [c for c in configs if config_key(c) not in done]
     by_group = groups(todo, order)
@@ -105,7 +112,13 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     settings = dict(delta_param=delta_param, delta_loss=delta_loss)
     stats = {} if stats is None else stats
     rows = []
-    costs = {config_key(c): predicted_cost(c) for c in todo}
+    # The predicted work of each configuration, relative to the mean of its group: the time
+    # left is estimated within each kind of training, the groups weighted by their sizes.
+    costs = {}
+    for group in by_group.values():
+        raw = [predicted_cost(c) for c in group]
+        mean = sum(raw) / len(raw)
+        costs.update({config_key(c): x / mean for c, x in zip(group, raw)})
     bar = Progress(len(todo), "sweep", total_work=sum(costs.values())).__enter__() if progress and todo else None
 
     def emit(new, note):
