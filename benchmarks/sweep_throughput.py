@@ -100,7 +100,7 @@ def make_grid(n_lags, widths, n_seeds, lag_max=30.0):
 TRACES = {"n": 0}  # traces of the sweep's compiled flow program (JAX's compile log)
 jax.monitoring.register_event_duration_secs_listener(
     lambda event, duration, **kw: TRACES.__setitem__("n", TRACES["n"] + 1)
-    if event == "/jax/core/compile/jaxpr_trace_duration" and kw.get("fun_name") == "advance_flow" else None
+    if event == "/jax/core/compile/jaxpr_trace_duration" and kw.get("fun_name") == "advance_slots" else None
 )
 
 

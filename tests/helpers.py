@@ -199,7 +199,7 @@ def target_for(model, kernel):
 
 class count_traces:
     """Count how often JAX traces a jitted function named `name` (JAX's compile log, through
-    `jax.monitoring`): `with count_traces("advance_flow") as c: ...; c.n`."""
+    `jax.monitoring`): `with count_traces("advance_slots") as c: ...; c.n`."""
 
     def __init__(self, *names):
         self.names, self.n = set(names), 0
