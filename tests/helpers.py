@@ -215,3 +215,19 @@ class count_traces:
     def __exit__(self, *exc):
         jax.monitoring.unregister_event_duration_listener(self._listener)
         return False
+
+
+def deny_writes_under(monkeypatch, folder):
+    """`os.access` answers no to W_OK under `folder`, as on a read-only file system (tests run
+    as root, for whom `chmod` does not stop writes)."""
+    import os
+
+    real = os.access
+    folder = os.path.abspath(folder)
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and os.path.abspath(path).startswith(folder):
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)

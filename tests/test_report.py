@@ -30,6 +30,8 @@ from jaxmem._experiments.report import format_fits
 from jaxmem._experiments.store import RowStore
 from jaxmem.internal import main
 
+from .helpers import deny_writes_under
+
 GD = ["plateau", "--optimizer", "gd", "--train-max-steps", "20000", "--no-progress"]
 APPROX = ["approx", "--omega", "1,2", "--widths", "1,2", "--starts", "2", "--eps", "0.1", "--max-width", "4",
           "--batch-size", "4", "--no-progress"]
@@ -61,19 +63,6 @@ def _snapshot(folder):
 def _copy(src, dst):
     shutil.copytree(src, dst)
     return dst
-
-
-def _deny_writes_under(monkeypatch, folder):
-    """`os.access` answers no to W_OK under `folder`, as on a read-only file system."""
-    real = os.access
-    folder = os.path.abspath(folder)
-
-    def access(path, mode, *args, **kwargs):
-        if mode & os.W_OK and os.path.abspath(path).startswith(folder):
-            return False
-        return real(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(os, "access", access)
 
 
 class count_compiles:
@@ -218,7 +207,7 @@ def test_report_of_a_partial_run(gd_run, tmp_path):
 def test_report_on_a_read_only_folder(gd_run, tmp_path, monkeypatch):
     out = _copy(gd_run[0], tmp_path / "copy")
     before = _snapshot(out)
-    _deny_writes_under(monkeypatch, out)
+    deny_writes_under(monkeypatch, out)
     rc, stdout, stderr = _main(["report", out])
     assert rc == 0 and _plateau_table(stdout) == _plateau_table(gd_run[1])
     assert stderr.strip() == (f"jaxmem report: the figure was not drawn: {out / 'plateau.png'} cannot be written "
@@ -336,7 +325,7 @@ def test_an_unusable_out_is_one_line_before_any_work(tmp_path, monkeypatch, comm
     (tmp_path / "afile").write_text("x")
     if where == "read-only":
         (tmp_path / "read-only").mkdir()
-        _deny_writes_under(monkeypatch, tmp_path / "read-only")
+        deny_writes_under(monkeypatch, tmp_path / "read-only")
     out = where if where.startswith("/") else tmp_path / where
     argv = [*GD, "--lags", "8"] if command == "plateau" else APPROX
     _no_work(monkeypatch)
@@ -354,7 +343,7 @@ def test_an_unusable_out_is_one_line_before_any_work(tmp_path, monkeypatch, comm
 def test_the_same_command_redisplays_a_read_only_finished_run(gd_run, tmp_path, monkeypatch):
     out = _copy(gd_run[0], tmp_path / "copy")
     before = _snapshot(out)
-    _deny_writes_under(monkeypatch, out)
+    deny_writes_under(monkeypatch, out)
     with count_compiles() as c:
         rc, stdout, stderr = _main([*GD, "--lags", "6", "8", "--out", out])
     assert rc == 0 and stderr == "" and c.n == 0
@@ -366,7 +355,7 @@ def test_the_same_command_redisplays_a_read_only_finished_run(gd_run, tmp_path, 
 def test_the_same_approx_command_redisplays_a_read_only_finished_run(approx_run, tmp_path, monkeypatch):
     out = _copy(approx_run[0], tmp_path / "copy")
     before = _snapshot(out)
-    _deny_writes_under(monkeypatch, out)
+    deny_writes_under(monkeypatch, out)
     rc, stdout, stderr = _main([*APPROX, "--out", out])
     assert rc == 0 and stderr == ""
     assert _approx_table(stdout) == _approx_table(approx_run[1])
@@ -378,7 +367,7 @@ def test_a_read_only_run_with_work_left_is_refused_first(gd_run, tmp_path, monke
     out = _copy(gd_run[0], tmp_path / "copy")
     _write_rows(out / "plateau.csv", _rows(out / "plateau.csv")[:1])
     before = _snapshot(out)
-    _deny_writes_under(monkeypatch, out)
+    deny_writes_under(monkeypatch, out)
     _no_work(monkeypatch)
     rc, stdout, stderr = _main([*GD, "--lags", "6", "8", "--out", out])
     assert rc == 2 and "resuming" not in stdout

@@ -17,6 +17,8 @@ import pytest
 from jaxmem import RowStore, StoreError
 from jaxmem._experiments import store as store_module
 
+from .helpers import deny_writes_under
+
 COLUMNS = ("key", "lag", "tau_param", "status")
 NUMERIC = ("lag", "tau_param")
 
@@ -37,19 +39,6 @@ def _store(path, **kw):
 
 def _snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def _deny_writes_under(monkeypatch, folder):
-    """`os.access` answers no to W_OK under `folder`, as on a read-only file system."""
-    real = os.access
-    folder = os.path.abspath(folder)
-
-    def access(path, mode, *args, **kwargs):
-        if mode & os.W_OK and os.path.abspath(path).startswith(folder):
-            return False
-        return real(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(os, "access", access)
 
 
 def test_nothing_is_created_before_the_first_row(tmp_path):
@@ -165,7 +154,7 @@ def test_a_read_only_folder_is_found_before_any_work(tmp_path, monkeypatch):
     s = _store(tmp_path / "run")
     s.append([{"key": "k1", "lag": 8.0, "tau_param": 1.5, "status": "successful"}])
     before = _snapshot(tmp_path / "run")
-    _deny_writes_under(monkeypatch, tmp_path / "run")
+    deny_writes_under(monkeypatch, tmp_path / "run")
     ro = _store(tmp_path / "run")
     assert ro.done_rows and not ro.writable  # a finished run can still be read
     with pytest.raises(StoreError, match="the folder is not writable"):
@@ -176,12 +165,12 @@ def test_a_read_only_folder_is_found_before_any_work(tmp_path, monkeypatch):
 def test_a_read_only_rows_file_is_found(tmp_path, monkeypatch):
     s = _store(tmp_path)
     s.append([{"key": "k1", "lag": 8.0, "tau_param": 1.5, "status": "successful"}])
-    _deny_writes_under(monkeypatch, tmp_path / "r.csv")
+    deny_writes_under(monkeypatch, tmp_path / "r.csv")
     assert _store(tmp_path).unwritable == "r.csv is not writable"
 
 
 def test_a_missing_folder_in_a_read_only_parent(tmp_path, monkeypatch):
-    _deny_writes_under(monkeypatch, tmp_path)
+    deny_writes_under(monkeypatch, tmp_path)
     s = _store(tmp_path / "new")
     assert "not writable" in s.unwritable and not (tmp_path / "new").exists()
 
