@@ -48,7 +48,8 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="the random key of those starts (default 0)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"(parameter, width) fits per compiled call (default {DEFAULT_BATCH_SIZE}); each "
-                        "finished batch is saved. It only cuts the work, so a resumed run may change it.")
+                        "finished batch is saved. A resumed run may change it; keep it fixed to reproduce a table "
+                        "(a few free-rate fits depend on the batch's rounding).")
     p.add_argument("--out", type=Path, default=Path("runs/approx"), help="output folder (default runs/approx)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

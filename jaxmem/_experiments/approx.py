@@ -78,7 +78,10 @@ class ApproxSettings:
     - `min_rate`: the rate floor (0: none); fits with free rates are made beside it.
     - `max_rate`, `norm` (`L2` or `L1`), `starts` (random starts per fit), `seed`.
     - `eps`: the relative error for the width-needed bisection (0: none), up to `max_width`.
-    - `batch_size`: fits per compiled call; it only cuts the work, so a resumed run may change it.
+    - `batch_size`: fits per compiled call; a resumed run may change it. The rounding of a
+      batched fit depends on the batch, and a few hard free-rate fits then end on another local
+      optimum (errors moved by up to 16% between batches of 32 and 8 on the default map): keep
+      it fixed where a table must be reproduced.
 
     ```python
     import jaxmem
