@@ -6,7 +6,8 @@ cache. This is the one module that reads jaxmem's environment variables:
   `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID` (or auto-detection);
 - `JAXMEM_CPUS`: the CPUs this process's threads are pinned to (set by `launch_local`);
 - `JAXMEM_EXCHANGE_S`: seconds between the row exchanges of a multi-process sweep;
-- `JAXMEM_CACHE_DIR`, `JAXMEM_NO_CACHE`: the compilation cache's folder, or none.
+- `JAXMEM_CACHE_DIR`, `JAXMEM_NO_CACHE`: the compilation cache's folder (the exported
+  programs in its subfolder `programs`), or none.
 
 Several processes on one CPU host: on a CPU, XLA runs a vmapped batch on one core. Splitting the host into several XLA
 devices of one process (`--xla_force_host_platform_device_count`) does not work for the
@@ -154,23 +155,57 @@ def launch_local(argv, n: int, *, platform: str = "cpu") -> int:
     return code
 
 
-def enable_compilation_cache():
-    """Turn on JAX's persistent compilation cache, so that repeated runs skip compiling.
+#: The folder of the sweep's exported programs, set by `enable_compilation_cache` (None: off).
+_PROGRAM_DIR = None
 
-    Folder: `$JAXMEM_CACHE_DIR`, else `~/.cache/jaxmem/xla`; `JAXMEM_NO_CACHE=1` turns it off.
-    The `jaxmem` command calls it at start-up; library and notebook users may call it once
-    before their first computation. Returns the folder, or None when it is off.
+
+def cache_dirs(path=None):
+    """The folders of the compilation cache and of the exported programs, `(xla, programs)`, or
+    `(None, None)` when `JAXMEM_NO_CACHE` is set. The compilation cache is `path`, else
+    `$JAXMEM_CACHE_DIR`, else `~/.cache/jaxmem/xla`; the programs are in its subfolder
+    `programs` (JAX's cache reads only its own files, those of its top folder)."""
+    if os.environ.get("JAXMEM_NO_CACHE"):
+        return None, None
+    xla = os.fspath(path) if path is not None else (
+        os.environ.get("JAXMEM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "jaxmem", "xla"))
+    return xla, os.path.join(xla, "programs")
+
+
+def program_cache_dir():
+    """The folder of the sweep's exported programs (`jaxmem._experiments.programs`), or None
+    when `enable_compilation_cache` has not turned the caches on."""
+    return _PROGRAM_DIR
+
+
+def enable_compilation_cache(path=None):
+    """Turn on jaxmem's caches on disk, so that repeated runs skip compiling and tracing.
+
+    Two caches: JAX's persistent compilation cache (a program compiled before is loaded
+    instead of compiled), and jaxmem's own cache of the sweeps' exported programs (a
+    `plateau_sweep` / `run_plateau` program traced and lowered before is read back with
+    `jax.export` instead of traced again; it is rebuilt when jaxmem's source, the versions of
+    jax or jaxlib, or the program's settings and shapes differ). On 2 CPU cores a whole
+    `jaxmem plateau` run of the canonical flow table takes ~22 s of CPU with empty caches and
+    ~4.6 s with warm ones (~11 s with the compilation cache alone; benchmarks/RESULTS.md).
+
+    Folder: `path`, else `$JAXMEM_CACHE_DIR`, else `~/.cache/jaxmem/xla`; the exported
+    programs go to its subfolder `programs`. `JAXMEM_NO_CACHE=1` turns both off. The
+    `jaxmem` command calls it at start-up; library and notebook users call it once, before
+    their first computation (it sets JAX's global configuration, for the whole process).
+    Returns the compilation cache's folder, or None when it is off (or cannot be made).
 
     ```python
     import jaxmem
-    jaxmem.enable_compilation_cache()
+    folder = jaxmem.enable_compilation_cache()   # ~/.cache/jaxmem/xla unless configured
     ```
     """
+    global _PROGRAM_DIR
     import jax
 
-    if os.environ.get("JAXMEM_NO_CACHE"):
+    path, programs = cache_dirs(path)
+    if path is None:
+        _PROGRAM_DIR = None
         return None
-    path = os.environ.get("JAXMEM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "jaxmem", "xla")
     try:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
@@ -178,6 +213,7 @@ def enable_compilation_cache():
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     except Exception:  # pragma: no cover - an unwritable home only loses the cache
         return None
+    _PROGRAM_DIR = programs
     return path
 
 

@@ -53,13 +53,14 @@ DEFAULT_MAX_STEPS = 8192
 # ones), so that bisection applies: the loss drops abruptly at an escape, where Newton on a
 # long step's dense output oscillates and fails. Bisection's tolerances serve both the bracket
 # in τ (atol + rtol·τ: 1e-9 + 1e-10·τ, what sets the accuracy of the time) and the value of the
-# condition (atol). The conditions are scaled by 1e-4/δ, so the latter means |c| < 1e-5·δ, a
-# sanity bound: at L = 40 the loss moves by ~1e-9·δ between adjacent float64 values of
-# τ ≈ 5e8, so a tight bound on the condition is unattainable there and would report a failure.
+# condition (atol). The conditions are scaled by 1e-7/δ, so the latter means |c| < 1e-2·δ, a
+# sanity bound: the loss drops abruptly at an escape (at L = 48, where two rates collide, it
+# moves by more than 1e-5·δ across the bracket's 1e-10·τ), so a tight bound on the condition is
+# unattainable there and would report a failure; the time is located by the bracket.
 # expand_if_necessary=True: the bracket is already valid (a sign change over the last step), and
 # this branch of Bisection has no runtime check (a host callback: no persistent caching).
 DEFAULT_ROOT_FINDER = optx.Bisection(rtol=1e-10, atol=1e-9, expand_if_necessary=True)
-_COND_SCALE = 1e-4
+_COND_SCALE = 1e-7
 #: The events, in the order of their conditions: τ₀, τ₀′, and the end of the horizon.
 EVENTS = ("param", "loss", "horizon")
 

@@ -66,8 +66,10 @@ def hitting_times(
     plateau and one recruited mode lowers it only by O(1/L), so at L ≳ 20, δ_loss = 0.05 is
     not reached; use 0.01 for long lags). `horizon` records where the search stopped.
 
-    Cost: a few hundred implicit steps for plateaus up to τ ~ 1e8 (L = 40); the lag enters only
-    as data, so one compilation serves every lag and `jax.vmap` batches them.
+    Cost: with the default `Rodas4`, ~2,000 steps at L = 32 and ~5,000 at L = 40 (mostly between
+    τ₀ and τ₀′); past L ≈ 44 pass `search=HittingTimeSearch(solver=jaxmem.long_lag_solver(), ...)`
+    (~1,000 steps at L = 56). The lag enters only as data, so one compilation serves every lag
+    and `jax.vmap` batches them.
 
     ```python
     import jax, jaxmem

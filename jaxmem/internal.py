@@ -13,6 +13,12 @@ These names are documented but not stable: they may change between releases with
   `MAX_RATE`, `QUICK_LAGS`, `preset_settings`.
 - Approximation: `named_rates`, `start_rates`, `fit_rows`, `bisect_widths`, `map_keys`,
   `check_args`.
+- Training on data: the state advanced in chunks, `DataTrainState`, `learn_init`, `learn_step`,
+  `take_mean`, `learn_result`, `time_weights`; `split` (trainable leaves and the rest), `param_coords`;
+  `FamilyRun` (one target family's configurations as one vmapped program) and `build_model`.
+- Memory: `exp_basis_outputs` (the exact outputs of exponential basis functions), the
+  perturbation test's evaluations `directions` (its perturbation directions), `perturbed_error`, `perturbed_error_jit`, `perturbed_errors`,
+  `integrated_error`.
 - Sweeps: `advance_slots` (the compiled program; its function name is what JAX's compile log
   reports), `FlowSlots`, `TrainSlots`, `mesh`, `predicted_log_tau`;
   `summarize` and `format_fits` (the printed slope table).
@@ -46,17 +52,36 @@ from ._experiments.batching import (
     mesh as mesh,
 )
 from ._experiments.grid import predicted_log_tau as predicted_log_tau
+from ._experiments.learn_batch import FamilyRun as FamilyRun, build_model as build_model
 from ._experiments.plateau import preset_settings as preset_settings
 from ._experiments.report import format_fits as format_fits, summarize as summarize
 from ._flow import flow_term as flow_term
 from ._hitting import EVENTS as EVENTS, SearchState as SearchState
 from ._hitting_times import run_search as run_search
+from ._learn import (
+    DataTrainState as DataTrainState,
+    learn_init as learn_init,
+    learn_result as learn_result,
+    learn_step as learn_step,
+    param_coords as param_coords,
+    split as split,
+    take_mean as take_mean,
+    time_weights as time_weights,
+)
 from ._loss import (
     diagonal_hessian as diagonal_hessian,
     gram as gram,
     loss_and_grad as loss_and_grad,
     loss_hessian as loss_hessian,
     param_distance as param_distance,
+)
+from ._memory import exp_basis_outputs as exp_basis_outputs
+from ._memory._stability import (
+    directions as directions,
+    integrated_error as integrated_error,
+    perturbed_error as perturbed_error,
+    perturbed_error_jit as perturbed_error_jit,
+    perturbed_errors as perturbed_errors,
 )
 from ._presets import (
     MAX_RATE as MAX_RATE,

@@ -158,6 +158,10 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
         log(f"resuming: {len(store.done_rows)} of {len(configs)} configurations already in {out_dir}")
     if not writer:
         store_rows, store = (store.done_rows if store else []), None
+    if store is not None and store.writable:
+        from .plots import prefetch
+
+        prefetch()  # matplotlib loads meanwhile, for plateau.png
     t_start = time.perf_counter()
     new_rows = plateau_sweep(
         configs, delta_param=settings.delta_param, delta_loss=settings.delta_loss,
@@ -180,12 +184,9 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
             log(f"note: {out_dir} cannot be written ({store.unwritable}); nothing was left to compute, "
                 "and plateau.json and plateau.png are left as they were.")
     elif store is not None:
-        from .plots import plot_plateau_map
+        from .plots import save_plateau_map
 
-        fig = plot_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=MIN_RATE)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        save_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=MIN_RATE)
         import diffrax
 
         search = HittingTimeSearch(stepsize_controller=diffrax.PIDController(rtol=settings.rtol, atol=settings.atol))

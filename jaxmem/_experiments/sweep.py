@@ -25,6 +25,7 @@ from .._parameterization import get_parameterization
 from .._results import names
 from .batching import FlowSlots, TrainSlots, advance_slots, flow_devices, mesh, put
 from .grid import config_key, groups, predicted_log_tau
+from .programs import slots_program
 from .progress import Progress
 
 #: Iterations of a discrete optimiser per compiled call: ~0.3 s for 64 slots of width 10 on one
@@ -222,9 +223,11 @@ def _run_slots(fn, kind, mesh, group, indices, bs, dtype, stats):
     slot_wall = [0.0] * bs
     slot_start = [0.0] * bs
     filler = group[indices[0]]
+    # Read back from the exported programs' cache when there is one (no tracing), else traced.
+    program = slots_program(fn, mesh, bs, dtype, filler, _distributed.program_cache_dir(),
+                            advance=lambda *args: advance_slots(*args))  # looked up per call (tests spy on it)
     # The slots' initial contents (all refilled by the first call: only the shapes matter).
-    shapes = jax.eval_shape(jax.vmap(fn.start), *fn.inputs([filler] * bs, dtype), jnp.zeros(bs, bool))
-    slots = jax.tree_util.tree_map(lambda x: put(np.zeros(x.shape, x.dtype), sharding), shapes)
+    slots = program.initial_slots(lambda x: put(x, sharding))
     first = True
     while True:
         refill = np.zeros(bs, bool)
@@ -244,7 +247,7 @@ def _run_slots(fn, kind, mesh, group, indices, bs, dtype, stats):
         cfgs = [filler if j is None else group[j] for j in slot_idx]
         arrays = [refill, np.array([j is not None for j in slot_idx]), *fn.inputs(cfgs, dtype)]
         t0 = time.perf_counter()
-        slots, out = advance_slots(fn, mesh, slots, *[put(x, sharding) for x in arrays])
+        slots, out = program(slots, *[put(x, sharding) for x in arrays])
         _count(stats, kind)
         out = jax.tree_util.tree_map(np.asarray, out)  # the mesh is this process's own devices
         wall = time.perf_counter() - t0
