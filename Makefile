@@ -46,6 +46,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/flow_vs_descent.py
 	$(PY) benchmarks/sweep_throughput.py --quick
 	$(PY) benchmarks/approx_speed.py --quick
+	$(PY) benchmarks/train_throughput.py --quick
+	$(PY) benchmarks/memory_speed.py
+	$(PY) benchmarks/reach.py
+	$(PY) benchmarks/cold_start.py
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info

@@ -4,7 +4,7 @@
     the mean squared error and Adam (float32, the research code's setting): jaxmem
     (`DiscreteRNN`, `lax.scan`, one compiled program of `--chunk` steps) against the same model,
     loss and optimiser in PyTorch (`torch.nn.RNN`, one step per Python call), the stack of the
-    field's research code. Without PyTorch (`pip install torch`), a JAX loop that dispatches each
+    field's research code. Without PyTorch (`pip install 'jaxmem[bench]'`), a JAX loop that dispatches each
     time step from Python stands in, and the script says so.
 (b) The diagonal linear recurrence at T = 4096 (width 64, 16 paths, float64): forward and
     gradient by `lax.associative_scan` against `lax.scan`.

@@ -37,6 +37,7 @@ from ._experiments.plateau import (
     run_plateau as run_plateau,
 )
 from ._experiments.plots import plot_plateau_map as plot_plateau_map
+from ._experiments.model_file import load_model as load_model
 from ._experiments.presets_train import (
     exact_escape as exact_escape,
     run_theory as run_theory,

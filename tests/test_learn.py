@@ -204,3 +204,28 @@ def test_cli_train_writes_its_files(tmp_path):
     assert rows["step"].max() == 12
     assert main(args) == 0  # everything stored: nothing recomputed
     assert len(pd.read_csv(out / "train.csv")) == len(rows)
+
+
+def test_trained_models_are_saved_and_load_back(tmp_path):
+    s = _small(params=(0.5,), widths=(2, 3), seeds=1, steps=10, model="tanh", time="discrete")
+    jaxmem.run_train(s, tmp_path / "m", progress=False, log=lambda *a: None)
+    files = sorted((tmp_path / "m" / "models").glob("*.eqx"))
+    assert len(files) == 2
+    model, header = jaxmem.load_model(files[0])
+    assert header["model_class"] == "DiscreteRNN" and header["config"]["width"] == 2
+    # the loaded model predicts what the stored curve measured: its test loss at the last step
+    from jaxmem._experiments.learn_batch import FamilyRun, memory_horizon
+
+    fam = FamilyRun(s, tmp_path / "unused", log=lambda *a: None)
+    _, _, xt, yt = fam.data()
+    burn = memory_horizon(fam.targets[0], s.duration)
+    test = float(jaxmem.empirical_loss(model, xt[0], yt[0], s.dt, burn_in=burn))
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "m" / "train.csv")
+    last = rows[(rows["width"] == 2) & (rows["step"] == s.steps)]
+    np.testing.assert_allclose(test, last["test_loss"].iloc[0], rtol=1e-10)
+    bad = tmp_path / "bad.eqx"
+    bad.write_text("not a model\n")
+    with pytest.raises(ValueError, match="not a model file"):
+        jaxmem.load_model(bad)

@@ -3,6 +3,7 @@ configuration (padded to one width with masks and stacked), and the vmapped chun
 with their rows and checkpoints."""
 
 import contextlib
+import json
 import math
 import os
 
@@ -47,6 +48,29 @@ def save_atomic(path, write):
     tmp = f"{os.fspath(path)}.tmp"
     with open(tmp, "wb") as f:
         write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+#: The format of model files: a JSON header line, then the leaves by `eqx.tree_serialise_leaves`.
+FORMAT = "jaxmem-model-1"
+
+
+def save_model(path, model, settings, config, *, max_width=None, extra=None):
+    """Write a trained `model` (built by `jaxmem train` from `settings` at `config`'s width, padded to
+    `max_width`) to `path`: a JSON header line, then `eqx.tree_serialise_leaves`. Written through
+    a temporary file, never half-written."""
+    from .provenance import versions
+
+    header = dict(format=FORMAT, model_class=type(model).__name__, settings=settings.manifest(),
+                  config={k: config[k] for k in ("param", "width", "seed", "lr")},
+                  max_width=int(max_width or config["width"]), versions=versions(("jaxmem", "jax", "equinox")),
+                  **(extra or {}))
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "wb") as f:
+        f.write((json.dumps(header, allow_nan=False) + "\n").encode())
+        eqx.tree_serialise_leaves(f, model)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -215,9 +239,10 @@ class FamilyRun:
                     if bar is not None:
                         bar.update(1, f"step {b}", work=b - last)
                     last = b
+        self._save_models(states, static)
         return self._summaries(states, store)
 
-    # -- rows, checkpoints, summaries ------------------------------------------------------------
+    # -- rows, checkpoints, models, summaries ------------------------------------------------------------
 
     def _key(self, c, step):
         return (self.s.kernel, float(c["param"]), int(c["width"]), int(c["seed"]), float(c["lr"]), int(step))
@@ -240,6 +265,21 @@ class FamilyRun:
                              lr=c["lr"], step=int(step), train_loss=float(train), test_loss=float(tests[i]),
                              status=status[i]))
         return rows
+
+    def model_name(self, c) -> str:
+        """The file name of a configuration's trained model in `DIR/models/`."""
+        return (f"{self.s.kernel}_{self.param_name}={c['param']:g}_m={c['width']}_seed={c['seed']}_"
+                f"lr={c['lr']:g}.eqx")
+
+    def _save_models(self, states, static):
+        folder = os.path.join(os.path.dirname(os.fspath(self.state_path)), "models")
+        os.makedirs(folder, exist_ok=True)
+        stacked = eqx.combine(states.params, static)
+        max_width = max(self.s.widths)
+        for i, c in enumerate(self.configs):
+            model = jax.tree.map(lambda x, i=i: x[i] if eqx.is_array(x) else x, stacked)
+            save_model(os.path.join(folder, self.model_name(c)), model, self.s, c, max_width=max_width,
+                       extra=dict(steps=int(np.asarray(states.steps)[i])))
 
     def _save(self, states):
         raw = eqx.tree_at(lambda st: st.key, states, jr.key_data(states.key))  # typed keys do not serialise

@@ -73,7 +73,7 @@ class TrainSettings:
     records: int = 60
     delta_param: float = 0.05
     delta_loss: float = 0.05
-    chunk: int = 500
+    chunk: int = 100
 
     def __post_init__(self):
         from .._errors import (
@@ -147,7 +147,8 @@ def _row_key(kernel, c, step):
 def run_train(settings, out_dir, *, progress=True, log=print, figure_title=None):
     """Train every configuration of `settings` (a `TrainSettings` or a list of them: one compiled
     program each) and write `train.csv` (rows as the curves are recorded), `train.json` (settings,
-    provenance, escape steps) and `train.png` (loss curves) to `out_dir`. A run interrupted
+    provenance, escape steps), `train.png` (loss curves) and the trained models
+    (`models/*.eqx`, read back by `load_model`) to `out_dir`. A run interrupted
     resumes from its last finished chunk when the same command is run again.
 
     Returns the per-configuration summaries (also in train.json)."""
@@ -161,7 +162,7 @@ def run_train(settings, out_dir, *, progress=True, log=print, figure_title=None)
     out = Path(out_dir)
     manifest = {"runs": [s.manifest() for s in runs]}
     store = RowStore(str(out), manifest, COLUMNS, rows_name="train.csv", manifest_name="train.json",
-                     other_outputs=("train.png", "theory.csv", "theory.csv.tmp", "theory.png", *[f"{k}_{STATE_FILE}" for k in kernels],
+                     other_outputs=("train.png", "models", "theory.csv", "theory.csv.tmp", "theory.png", *[f"{k}_{STATE_FILE}" for k in kernels],
                                     *[f"{k}_{STATE_FILE}.tmp" for k in kernels]),
                      numeric=NUMERIC)
     store.require_writable()
