@@ -28,8 +28,11 @@ from scipy.signal import fftconvolve
 
 jax.config.update("jax_enable_x64", True)
 import jaxmem  # noqa: E402
-from jaxmem.internal import directions  # noqa: E402
-from jaxmem.internal import perturbed_error_jit, perturbed_errors  # noqa: E402
+from jaxmem.internal import (  # noqa: E402
+    directions,  # noqa: E402
+    perturbed_error_jit,
+    perturbed_errors,
+)
 
 
 def exact_outputs(rho, xs, dt):

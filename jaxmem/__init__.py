@@ -32,12 +32,16 @@ from ._experiments.data import (
 )
 from ._experiments.grid import config_key as config_key, plateau_grid as plateau_grid
 from ._experiments.load import load_run as load_run
+from ._experiments.memory import (
+    MemorySettings as MemorySettings,
+    run_memory as run_memory,
+)
+from ._experiments.model_file import load_model as load_model
 from ._experiments.plateau import (
     PlateauSettings as PlateauSettings,
     run_plateau as run_plateau,
 )
 from ._experiments.plots import plot_plateau_map as plot_plateau_map
-from ._experiments.model_file import load_model as load_model
 from ._experiments.presets_train import (
     exact_escape as exact_escape,
     run_theory as run_theory,

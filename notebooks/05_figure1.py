@@ -29,7 +29,7 @@
 # outputs are exact (the convolution of the interpolated input; a $10^{-8}$ Diffrax solve for
 # Lorenz-96), and every seed of a target trains in one compiled, vmapped program.
 #
-# **Settings.** `QUICK = True` (default; `JAXMEM_QUICK=0` turns it off): 300 iterations, 2 seeds,
+# **Settings.** `QUICK = True` (default; `JAXMEM_QUICK=0` turns it off): 200 iterations, 2 seeds,
 # 64 training paths — about a minute on 2 CPU cores, enough to see the shapes begin. Full
 # settings: 3000 Adam iterations (learning rate 0.01) on minibatches of 32 of 256 white-noise paths of length
 # $T = 32$ ($\Delta = 0.1$), 3 seeds, width 8.
@@ -66,7 +66,7 @@ print(f"jax {jax.__version__} on {jax.devices()[0].platform}, jaxmem {jaxmem.__v
 # %%
 import jax.numpy as jnp
 
-settings = jaxmem.train_presets("figure1", **(dict(steps=300, seeds=2, n_train=64, records=25) if QUICK else {}))
+settings = jaxmem.train_presets("figure1", **(dict(steps=200, seeds=2, n_train=64, records=20) if QUICK else {}))
 for s in settings:
     print(f"{s.kernel:9s} params={s.params}  model={s.model} ({s.time}), width {s.widths}, {s.optimizer} lr {s.lrs}, "
           f"{s.steps} steps of {s.batch_size} paths, T={s.duration}, dt={s.dt}")
@@ -119,7 +119,7 @@ fig.savefig(FIG_DIR / "05_figure1.png", dpi=110)
 # empirical loss is an unbiased estimate of $J$, and the escape is the theory's.
 
 # %%
-theory = jaxmem.train_presets("theory", **(dict(params=(10.0, 12.0), steps=400, n_train=128, records=15)
+theory = jaxmem.train_presets("theory", **(dict(params=(10.0, 12.0), steps=300, n_train=128, batch_size=128, records=15)
                                             if QUICK else {}))
 rows_theory = jaxmem.run_theory(theory, RUN_DIR / ("theory_quick" if QUICK else "theory"), progress=False)
 pd.DataFrame(rows_theory)[["lag", "data_steps_loss", "exact_steps_loss", "data_steps_param", "exact_steps_param"]]

@@ -8,7 +8,7 @@ import sys
 import jax
 
 from .._distributed import enable_compilation_cache, init_distributed, launched_locally
-from . import approx, data, demo, plateau, report, stability, train
+from . import approx, data, demo, memory, plateau, report, stability, train
 
 
 def main(argv=None) -> int:
@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     stability.add_parser(sub)
     data.add_parser(sub)
     train.add_parser(sub)
+    memory.add_parser(sub)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
