@@ -1,6 +1,6 @@
 """Training on data: optax optimisers on the empirical loss of sampled input/output paths.
 
-The empirical loss (DESIGN §1.6) is the mean over paths and over the grid times after a burn-in
+The empirical loss (docs/mathematics.md) is the mean over paths and over the grid times after a burn-in
 of $(y - \\hat y)^2$. With unit-intensity white-noise inputs and a linear target it estimates the
 exact white-noise loss $J$, which is how training on data is held against the theory: the same
 hitting-time definitions (parameters moved by $\\delta$, loss down by $\\delta$) mark the escape

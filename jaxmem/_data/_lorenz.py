@@ -21,7 +21,7 @@ from .._errors import (
 from .._kernels import AbstractKernel
 from ._outputs import linear_outputs
 
-#: Forcings below this keep the equilibrium z = F·1 stable for every dimension (DESIGN §1.6).
+#: Forcings below this keep the equilibrium z = F·1 stable for every dimension (docs/mathematics.md).
 STABLE_FORCING = 8.0 / 9.0
 
 

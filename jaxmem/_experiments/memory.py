@@ -18,7 +18,7 @@ geomspace(0.5, 4, m) in the time unit of the data, with the coefficients that fi
 best for those rates (its $L^2$ projection on $e^{-w_i t}$). On the plateau target
 $e^{-t/2} + \text{bump}$ this is, up to $O(e^{-L/2})$, the canonical start of the plateau
 experiment: $a = e_1$. The gradient in the coefficients vanishes there, so the loss can only
-drop by moving the rates: τ₀′ measures the plateau of §1.4 on this memory. When the start
+drop by moving the rates: τ₀′ measures the plateau of the gradient flow (docs/mathematics.md) on this memory. When the start
 already fits (loss0 ≈ 0) there is nothing to wait for.
 """
 

@@ -155,7 +155,7 @@ def directions(key, n_samples, coeffs):
 
 def perturbation_test(kernels, widths, betas, *, n_samples=10, key=None, threshold=1.0, min_rate=None,
                       n_starts=8) -> Stability:
-    r"""The perturbation test of the inverse approximation theorem (DESIGN §1.7), exactly.
+    r"""The perturbation test of the inverse approximation theorem (docs/mathematics.md), exactly.
 
     For every kernel and width $m$: the best width-$m$ diagonal model $\theta_m = (a, w)$ (free
     rates above `min_rate`, the search of `best_approximation`, batched per kernel), then
