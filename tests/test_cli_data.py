@@ -99,3 +99,15 @@ def test_every_target_parses():
     ]:
         s = cli_data.settings_from_args(parser.parse_args(["data", *argv]))
         assert s.target == kind and s.target_params == params and s.n_t == 1001
+
+
+def test_forcing_outside_fading_memory_needs_allow_unstable(tmp_path, capsys):
+    from jaxmem.internal import main
+
+    out = tmp_path / "l96.npz"
+    args = ["data", "--kernel", "lorenz96", "--forcing", "0.95", "--n", "2", "--duration", "1", "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 2
+    assert "0.95" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--allow-unstable"]) == 0 and out.exists()
+    assert main(["data", "--kernel", "exp", "--allow-unstable", "--out", str(tmp_path / "e.npz")]) == 2

@@ -33,6 +33,8 @@ def add_parser(sub):
     p.add_argument("--dim", type=int, default=None, help="K of --kernel lorenz96 (default 8)")
     p.add_argument("--forcing", type=float, default=None,
                    help="F of --kernel lorenz96, 0 <= F < 8/9 (default 0.5)")
+    p.add_argument("--allow-unstable", action="store_true",
+                   help="allow --forcing outside [0, 8/9), where the rest state of Lorenz-96 may be unstable")
     p.add_argument("--input", choices=INPUTS, default="white",
                    help="white: white noise N(0, 1/dt); ou: Ornstein-Uhlenbeck; smooth: smooth random signal")
     p.add_argument("--input-rate", type=float, default=None, help="the rate of --input ou (default 1)")
@@ -59,6 +61,10 @@ def settings_from_args(args):
         if args.kernel not in kinds:
             raise ValueError(f"--{name} goes with --kernel {' or '.join(kinds)}, not --kernel {args.kernel}.")
         params[name] = value
+    if args.allow_unstable:
+        if args.kernel != "lorenz96":
+            raise ValueError(f"--allow-unstable goes with --kernel lorenz96, not --kernel {args.kernel}.")
+        params["allow_unstable"] = 1
     input_params = {}
     for name, kind, key in (("--input-rate", "ou", "input_rate"), ("--input-scale", "smooth", "input_scale")):
         value = getattr(args, key)

@@ -25,6 +25,8 @@ class TargetSpec:
     build: Callable
     description: str
     integer_params: tuple = ()
+    #: Parameters without a default, passed only when given (e.g. Lorenz-96's `allow_unstable`).
+    flags: tuple = ()
 
 
 TARGETS = {
@@ -41,9 +43,10 @@ TARGETS = {
                           "the plateau target e^(-t/2) + a Gaussian bump of width 0.5 at lag L = "
                           "plateau_target(L), L = {lag:g}"),
     "lorenz96": TargetSpec("lorenz96", {"dim": 8, "forcing": 0.5},
-                           lambda dim, forcing: Lorenz96(dim, forcing),
+                           lambda dim, forcing, allow_unstable=0: Lorenz96(dim, forcing,
+                                                                            allow_unstable=bool(allow_unstable)),
                            "the forced Lorenz-96 ring, input into z_0, output z_(K/2) - F = Lorenz96(K, F), "
-                           "K = {dim}, F = {forcing:g}", integer_params=("dim",)),
+                           "K = {dim}, F = {forcing:g}", integer_params=("dim", "allow_unstable"), flags=("allow_unstable",)),
 }
 #: The names of the targets, in the order of the command line's choices.
 TARGET_NAMES = tuple(TARGETS)
@@ -60,7 +63,7 @@ def target_params(kind: str, **params) -> dict:
     a number (an integer where the target needs one). A name the target does not take, or
     `None`, is an error."""
     spec = _spec(kind)
-    unknown = sorted(set(params) - set(spec.defaults))
+    unknown = sorted(set(params) - set(spec.defaults) - set(spec.flags))
     if unknown:
         raise ValueError(f"target {kind!r} takes no parameter {unknown[0]!r} (its parameters: "
                          f"{', '.join(spec.defaults)}).")
