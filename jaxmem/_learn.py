@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
@@ -254,8 +255,6 @@ def record_schedule(steps: int, records: int) -> list[int]:
     """Steps at which the curves are recorded: 0, `steps`, and about `records` steps in between,
     spaced evenly on a log axis (the curves are drawn on log axes)."""
     steps, records = positive_int(steps, "steps"), positive_int(records, "records")
-    import numpy as np
-
     grid = np.unique(np.round(np.geomspace(1, steps, records)).astype(int))
     return [0, *[int(k) for k in grid if 0 < k <= steps]]
 

@@ -323,8 +323,6 @@ class FamilyRun:
         return out
 
     def _summaries_from_rows(self, store):
-        import json
-
         try:
             with open(store.manifest_path) as f:
                 stored = json.load(f).get("configs", [])
