@@ -6,6 +6,11 @@ solve cut short by `max_steps` inside a vmapped batch can, in diffrax 0.7 with E
 lose the event of a member whose last step crosses it while another member has already stopped
 at its own event. Here a member's state is frozen by `jax.lax.while_loop`'s own batching rule.
 The step, the step-size control and the dense output are diffrax's.
+
+The flow's field does not depend on time, so each step is taken in the step's own time,
+from 0 to its length h, and the time τ is summed apart (compensated): at an escape past
+L ≈ 56 the step shrinks to ~1e-2 at τ ~ 3e13, where float64 spaces the numbers 4e-3 apart, so
+a step taken from τ to τ + h would be cut to a few units of rounding and the solver would stall.
 """
 
 import diffrax
@@ -22,15 +27,16 @@ class _LoopState(eqx.Module):
 
     num_steps: Int[Array, ""]
     t: Float[Array, ""]
+    t_err: Float[Array, ""]  # the compensation of the summed time (Kahan)
     y: Float[Array, " n"]
     solver_state: PyTree
     condition: Float[Array, ""]  # the event function at t
     dt: Float[Array, ""]
     controller_state: PyTree
     fired: Bool[Array, ""]  # the event's sign changed over the last accepted step...
-    step_start: Float[Array, ""]  # ...which ran from step_start to step_end,
-    step_end: Float[Array, ""]
-    dense_info: PyTree  # with this dense output
+    step_start: Float[Array, ""]  # ...which ran from step_start for step_length,
+    step_length: Float[Array, ""]
+    dense_info: PyTree  # with this dense output (in the step's own time, from 0)
     diverged: Bool[Array, ""]  # the run diverged at the last step (see `solve_steps`)
 
 
@@ -50,11 +56,12 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
     controller state, diverged)."""
     error_order = solver.error_order(term)
     dtype = y0.dtype
-    f0 = solver.init(term, t0, t0 + dt0, y0, None)
-    dense_shape = jax.eval_shape(lambda: solver.step(term, t0, t0 + dt0, y0, None, f0, False)[2])
+    zero = jnp.zeros((), dtype)
+    f0 = solver.init(term, zero, dt0, y0, None)
+    dense_shape = jax.eval_shape(lambda: solver.step(term, zero, dt0, y0, None, f0, False)[2])
     init = _LoopState(
-        num_steps=jnp.zeros((), int), t=t0, y=y0, solver_state=f0, condition=condition(t0, y0), dt=dt0,
-        controller_state=controller_state, fired=jnp.zeros((), bool), step_start=t0, step_end=t0,
+        num_steps=jnp.zeros((), int), t=t0, t_err=zero, y=y0, solver_state=f0, condition=condition(t0, y0), dt=dt0,
+        controller_state=controller_state, fired=jnp.zeros((), bool), step_start=t0, step_length=zero,
         dense_info=jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), dense_shape),
         diverged=jnp.zeros((), bool),
     )
@@ -63,11 +70,19 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
         return (s.num_steps < n_max) & ~s.fired & (s.t < t_end) & ~s.diverged
 
     def body_fun(s):
-        t1 = jnp.minimum(s.t + s.dt, t_end)
-        y1, y_err, dense1, f1, _ = solver.step(term, s.t, t1, s.y, None, s.solver_state, False)
+        # The step in its own time [0, h]; the last step of the segment ends exactly at t_end.
+        left = t_end - s.t
+        last = s.dt >= left
+        h = jnp.where(last, left, s.dt)
+        y1, y_err, dense1, f1, _ = solver.step(term, zero, h, s.y, None, s.solver_state, False)
         keep, next_t0, next_t1, _, controller_state, _ = controller.adapt_step_size(
-            s.t, t1, s.y, y1, None, y_err, error_order, s.controller_state
+            zero, h, s.y, y1, None, y_err, error_order, s.controller_state
         )
+        # τ + h, summed with compensation (Kahan).
+        inc = h - s.t_err
+        t_sum = s.t + inc
+        t1 = jnp.where(last, t_end, t_sum)
+        t1_err = jnp.where(last, zero, (t_sum - s.t) - inc)
         keep = keep & jnp.all(jnp.isfinite(y1))
         c1 = jnp.where(keep, condition(t1, y1), s.condition)
         diverged = keep & (~jnp.isfinite(c1) | ~all_finite(f1) | (False if outside is None else outside(y1)))
@@ -76,25 +91,26 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
         diverged = diverged | ~jnp.isfinite(next_t1 - next_t0)
         fired = keep & ~diverged & (jnp.sign(s.condition) != jnp.sign(c1))
         pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
-        t_new, y_new, f_new = pick((t1, y1, f1), (s.t, s.y, s.solver_state))
+        t_new, t_err, y_new, f_new = pick((t1, t1_err, y1, f1), (s.t, s.t_err, s.y, s.solver_state))
         dense = jax.tree_util.tree_map(lambda a, b: jnp.where(fired, a, b), dense1, s.dense_info)
         return _LoopState(
-            num_steps=s.num_steps + 1, t=t_new, y=y_new, solver_state=f_new, condition=c1,
-            dt=next_t1 - next_t0, controller_state=controller_state, fired=fired, step_start=s.t, step_end=t1,
+            num_steps=s.num_steps + 1, t=t_new, t_err=t_err, y=y_new, solver_state=f_new, condition=c1,
+            dt=next_t1 - next_t0, controller_state=controller_state, fired=fired, step_start=s.t, step_length=h,
             dense_info=dense, diverged=diverged,
         )
 
     s = jax.lax.while_loop(cond_fun, body_fun, init)
-    fired, tl, tr = s.fired, s.step_start, s.step_end
+    fired, start, length = s.fired, s.step_start, s.step_length
 
     def locate():
-        interpolation = solver.interpolation_cls(t0=tl, t1=tr, **s.dense_info)
+        # In the step's own time u ∈ [0, h]; the event's time is τ = start + u.
+        interpolation = solver.interpolation_cls(t0=zero, t1=length, **s.dense_info)
         # Members without an event get the constant 0 (a root at once), as in diffrax.
         sol = optx.root_find(
-            lambda tau, _: jnp.where(fired, condition(tau, interpolation.evaluate(tau)), 0.0),
-            root_finder, y0=tr, options=dict(lower=tl, upper=tr), throw=False,
+            lambda u, _: jnp.where(fired, condition(start + u, interpolation.evaluate(u)), 0.0),
+            root_finder, y0=length, options=dict(lower=zero, upper=length), throw=False,
         )
-        return sol.value, interpolation.evaluate(sol.value), sol.result == optx.RESULTS.successful
+        return start + sol.value, interpolation.evaluate(sol.value), sol.result == optx.RESULTS.successful
 
     # The root finder runs only where some member's event fired (under vmap it then runs for all).
     t_root, y_root, root_ok = jax.lax.cond(eqxi.unvmap_any(fired), locate, lambda: (s.t, s.y, jnp.asarray(True)))
