@@ -78,6 +78,18 @@ def long_lag_solver() -> diffrax.AbstractSolver:
     return diffrax.Kvaerno5(root_finder=optx.Newton(rtol=1e-10, atol=1e-14))
 
 
+#: The flow's solvers by name (the CLI's `--solver`, `PlateauSettings.solver`).
+FLOW_SOLVERS = {"rodas4": default_solver, "kvaerno5": long_lag_solver}
+
+
+def flow_solver(name: str) -> diffrax.AbstractSolver:
+    """The flow solver called `name`: "rodas4" (`default_solver()`) or "kvaerno5"
+    (`long_lag_solver()`)."""
+    if name not in FLOW_SOLVERS:
+        raise ValueError(f"unknown flow solver {name!r}; expected one of {sorted(FLOW_SOLVERS)}.")
+    return FLOW_SOLVERS[name]()
+
+
 def split(model, y):
     """The flow's state `y = (a, v)` split into coefficients and stored rate parameters."""
     m = model.width

@@ -41,7 +41,7 @@ from ._kernels import AbstractKernel
 from ._loss import param_distance
 from ._models import DiagonalRNN
 from ._results import RESULTS, hitting_result
-from ._steps import solve_steps, with_controller_tols
+from ._steps import initial_solver_state, solve_steps, with_controller_tols
 
 #: The search's defaults: the flow is followed to `DEFAULT_HORIZON`, or to
 #: `DEFAULT_HORIZON_FACTOR`·τ₀ once τ₀ is known; a solve segment may take `DEFAULT_MAX_STEPS`.
@@ -112,6 +112,7 @@ class SearchState(eqx.Module):
     fresh: Bool[Array, ""]
     dt: Float[Array, ""]
     controller_state: PyTree
+    solver_state: PyTree  # the solver's own state where the last call stopped (e.g. first same as last)
 
 
 class HittingTimeSearch(eqx.Module):
@@ -213,6 +214,8 @@ class HittingTimeSearch(eqx.Module):
             lambda: self.stepsize_controller.init(term, zero, zero + 1, y0, None, None, self.solver.func,
                                                   self.solver.error_order(term))[1]
         )
+        solver = with_controller_tols(self.solver, self.stepsize_controller)
+        solver_shape = jax.eval_shape(lambda: initial_solver_state(solver, term, y0, zero + 1))
         return SearchState(
             t=zero, y=y0, loss0=flow_loss(model, target, y0),
             param_found=jnp.asarray(False), loss_found=jnp.asarray(False), over=~jnp.asarray(active),
@@ -221,6 +224,7 @@ class HittingTimeSearch(eqx.Module):
             steps=jnp.zeros((), int), segments=jnp.zeros((), int), segment_steps=jnp.zeros((), int),
             fresh=jnp.ones((), bool), dt=zero,
             controller_state=jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), controller_shape),
+            solver_state=jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), solver_shape),
         )
 
     def terminate(self, state: SearchState) -> Bool[Array, ""]:
@@ -276,11 +280,13 @@ class HittingTimeSearch(eqx.Module):
         tnext, cs0 = controller.init(term, s.t, t_end, s.y, None, None, solver.func, solver.error_order(term))
         dt0 = jnp.where(s.fresh, tnext - s.t, s.dt)
         cs = jax.tree_util.tree_map(lambda a, b: jnp.where(s.fresh, a, b), cs0, s.controller_state)
-        t_stop, y_stop, n, fired, reached_end, root_ok, dt_stop, cs_stop, diverged = solve_steps(
+        ss = jax.tree_util.tree_map(lambda a, b: jnp.where(s.fresh, a, b),
+                                    initial_solver_state(solver, term, s.y, dt0), s.solver_state)
+        t_stop, y_stop, n, fired, reached_end, root_ok, dt_stop, cs_stop, diverged, ss_stop = solve_steps(
             # Never past the segment's budget, so that results do not depend on the chunking.
             term, solver, controller, self.root_finder, s.t, t_end, s.y, dt0, cs, combined,
             jnp.minimum(num_steps, self.max_steps - s.segment_steps),
-            outside=lambda y: outside_domain(model, y),
+            outside=lambda y: outside_domain(model, y), solver_state=ss,
         )
         diverged = ~finished & (diverged0 | diverged)
         n = jnp.where(finished, 0, n).astype(s.steps.dtype)
@@ -315,6 +321,7 @@ class HittingTimeSearch(eqx.Module):
             steps=s.steps + n, segments=s.segments + ended.astype(s.segments.dtype),
             segment_steps=jnp.where(ended, 0, s.segment_steps + n), fresh=ended | (finished & s.fresh),
             dt=jnp.where(more, dt_stop, s.dt), controller_state=keep(cs_stop, s.controller_state),
+            solver_state=keep(ss_stop, s.solver_state),
         )
 
     def result(self, state: SearchState) -> HittingTimes:

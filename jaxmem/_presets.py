@@ -11,7 +11,7 @@ from ._models import DiagonalRNN
 
 #: Lags L = 1/ω of the canonical plateau map, and the long-lag extension.
 CANONICAL_LAGS = tuple(float(x) for x in np.arange(8, 19, 2))
-LONG_LAGS = tuple(float(x) for x in np.arange(8, 41, 2))
+LONG_LAGS = tuple(float(x) for x in np.arange(8, 61, 2))
 QUICK_LAGS = (6.0, 8.0, 10.0, 12.0)
 #: The canonical initial rates span geomspace(MIN_RATE, MAX_RATE, m); MIN_RATE is the w_l⁰ of
 #: JMLR Thm 20, the slope the plateau map is compared with.

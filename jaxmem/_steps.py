@@ -41,7 +41,7 @@ class _LoopState(eqx.Module):
 
 
 def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, controller_state, condition, n_max,
-                outside=None):
+                outside=None, solver_state=None):
     """At most `n_max` adaptive steps of `solver` from (t0, y0) towards `t_end`, stopping at
     the first sign change of the event function `condition(t, y)` (located with `root_finder`
     on the step's dense output, as `diffrax.Event` does), or at the first accepted step that
@@ -52,12 +52,18 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
     values is otherwise rejected, as diffrax does, and the step size shrinks. None of these
     can happen on a run that does not diverge: the flag changes nothing there.
 
+    `solver_state` continues a loop that stopped after `n_max` steps (its last returned solver
+    state); `None` starts afresh (`initial_solver_state`).
+
     Returns (t, y, steps taken, event fired, reached t_end, root-finding ok, next step,
-    controller state, diverged)."""
+    controller state, diverged, solver state)."""
     error_order = solver.error_order(term)
     dtype = y0.dtype
     zero = jnp.zeros((), dtype)
-    f0 = solver.init(term, zero, dt0, y0, None)
+    # One strong dtype for every time (a weakly typed step would give the implicit solvers'
+    # stage equations a structure their Jacobian does not have).
+    t0, t_end, dt0 = (jax.lax.convert_element_type(x, dtype) for x in (t0, t_end, dt0))
+    f0 = initial_solver_state(solver, term, y0, dt0) if solver_state is None else solver_state
     dense_shape = jax.eval_shape(lambda: solver.step(term, zero, dt0, y0, None, f0, False)[2])
     init = _LoopState(
         num_steps=jnp.zeros((), int), t=t0, t_err=zero, y=y0, solver_state=f0, condition=condition(t0, y0), dt=dt0,
@@ -67,11 +73,12 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
     )
 
     def cond_fun(s):
-        return (s.num_steps < n_max) & ~s.fired & (s.t < t_end) & ~s.diverged
+        # The time reached is s.t − s.t_err (compensated sum): compare that with t_end.
+        return (s.num_steps < n_max) & ~s.fired & ((t_end - s.t) + s.t_err > 0) & ~s.diverged
 
     def body_fun(s):
         # The step in its own time [0, h]; the last step of the segment ends exactly at t_end.
-        left = t_end - s.t
+        left = (t_end - s.t) + s.t_err  # the summed time is s.t − s.t_err
         last = s.dt >= left
         h = jnp.where(last, left, s.dt)
         y1, y_err, dense1, f1, _ = solver.step(term, zero, h, s.y, None, s.solver_state, False)
@@ -117,7 +124,24 @@ def solve_steps(term, solver, controller, root_finder, t0, t_end, y0, dt0, contr
     t_out = jnp.where(fired, t_root, s.t)
     y_out = jnp.where(fired, y_root, s.y)
     return t_out, y_out, s.num_steps, fired, (s.t >= t_end) & ~fired, ~fired | root_ok, s.dt.astype(dtype), \
-        s.controller_state, s.diverged
+        s.controller_state, s.diverged, s.solver_state
+
+
+def initial_solver_state(solver, term, y0, dt0):
+    """The solver's state at the start of a solve. For diffrax's "first same as last" Runge-Kutta
+    methods (Kvaerno5; state `(first_step, f0)`) it holds the field at `y0`, evaluated here,
+    with `first_step` false. Later steps take the last stage of the step before (the implicit
+    methods' stage value, which is consistent with the stage equations: the field evaluated
+    afresh at a state that Newton left ~1e-14 off the valley floor carries that offset times the
+    stiff curvature, as large as the slow gradient on a plateau). With `first_step` true diffrax
+    would evaluate the first stage of every member of a vmapped batch whenever any one member
+    starts afresh, which makes a member's steps depend on its batch."""
+    dtype = y0.dtype
+    zero = jnp.zeros((), dtype)
+    state = solver.init(term, zero, jax.lax.convert_element_type(dt0, dtype), y0, None)
+    if isinstance(solver, diffrax.AbstractRungeKutta) and isinstance(state, tuple) and len(state) == 2:
+        return jnp.asarray(False), term.vf(zero, y0, None)
+    return state
 
 
 def all_finite(tree):

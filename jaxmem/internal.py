@@ -6,7 +6,7 @@ These names are documented but not stable: they may change between releases with
   `loss_and_grad`, `loss_hessian`, `param_distance`, `diagonal_hessian`, `gram`.
 - The flow and its search: `flow_term` (the vector field with its closed-form Jacobian),
   `JacobianODETerm`, `SearchState`, `run_search` (the unjitted core of `hitting_times`),
-  `EVENTS`; discrete training as a state advanced in chunks: `TrainState`, `train_init`,
+  `EVENTS`, `solve_steps` (its bounded loop of adaptive steps, each in its own time); discrete training as a state advanced in chunks: `TrainState`, `train_init`,
   `train_step`, `train_terminate`, `train_result`, and `train_impl` (the unjitted core of
   `train`: the four in a row).
 - The canonical start: `canonical_params` (traceable, padded, perturbed), `MIN_RATE`,
@@ -91,6 +91,7 @@ from ._presets import (
 )
 from ._results import names as result_names  # noqa: F401 (a re-export under another name)
 from ._rosenbrock import JacobianODETerm as JacobianODETerm
+from ._steps import solve_steps as solve_steps
 from ._train import (
     TrainState as TrainState,
     train_impl as train_impl,

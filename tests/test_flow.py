@@ -334,6 +334,6 @@ def test_step_loop_stops_when_the_step_size_becomes_nan():
     _, cs = controller.init(term, t0, t_end, y0, None, None, solver.func, solver.error_order(term))
     out = jax.jit(lambda: solve_steps(term, solver, controller, DEFAULT_ROOT_FINDER, t0, t_end,
                                       y0, jnp.asarray(0.1), cs, lambda t, y: t - 100.0, 1000))()
-    t, y, n, fired, reached_end, _, _, _, diverged = out
+    t, y, n, fired, reached_end, _, _, _, diverged, _ = out
     assert bool(diverged) and not bool(fired) and not bool(reached_end)
     assert int(n) < 1000 and 1.9 < float(t) < 2.0 and bool(jnp.all(jnp.isfinite(y)))

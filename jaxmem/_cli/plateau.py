@@ -18,8 +18,9 @@ def add_parser(sub):
         "exact white-noise loss of the plateau family ρ = e^{-t/2} + bump at lag L. Writes "
         "plateau.csv, plateau.json and plateau.png to --out.",
     )
-    p.add_argument("--preset", choices=("canonical", "quick"), default="canonical",
-                   help="canonical: m=10, L=8..18, flow/gd/momentum/adam; quick: a small map")
+    p.add_argument("--preset", choices=("canonical", "quick", "long"), default="canonical",
+                   help="canonical: m=10, L=8..18, flow/gd/momentum/adam; quick: a small map; "
+                   "long: the flow for L=8..60, delta-loss 0.01, solver kvaerno5")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--lags", type=floats, nargs="+", help="lags L, e.g. 8 10 12 or 8:40:2")
     g.add_argument("--omega", "--omegas", dest="omega", type=floats, nargs="+", help="ω = 1/L instead of lags")
@@ -39,6 +40,9 @@ def add_parser(sub):
                    help="iteration cap of the discrete optimisers (default 5e6; quick preset 4e5)")
     p.add_argument("--rtol", type=float, help="relative tolerance of the flow solver")
     p.add_argument("--atol", type=float, help="absolute tolerance of the flow solver")
+    p.add_argument("--solver", choices=("rodas4", "kvaerno5"),
+                   help="the flow's solver: rodas4 (default; fastest to L≈40) or kvaerno5 "
+                   "(jaxmem.long_lag_solver(): Newton stage solves, reaches L=60)")
     p.add_argument("--out", default="runs/plateau", help="output folder (default runs/plateau)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--processes", type=int, default=1,
@@ -68,7 +72,8 @@ def settings_from_args(args):
         optimizers=args.optimizer and tuple(args.optimizer), lrs=args.lr and tuple(args.lr),
         momentum=args.momentum, delta_param=args.delta_param, delta_loss=args.delta_loss,
         parameterizations=args.parameterization and tuple(args.parameterization),
-        train_max_steps=args.train_max_steps, rtol=args.rtol, atol=args.atol, perturbation=perturbation,
+        train_max_steps=args.train_max_steps, rtol=args.rtol, atol=args.atol, solver=args.solver,
+        perturbation=perturbation,
         batch_size=args.batch_size,
     )
 

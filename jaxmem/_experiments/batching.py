@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from .._errors import unchecked
+from .._flow import flow_solver
 from .._hitting import DEFAULT_HORIZON, DEFAULT_HORIZON_FACTOR, HittingTimeSearch
 from .._models import DiagonalRNN
 from .._presets import canonical_params, plateau_target
@@ -101,12 +102,13 @@ class FlowSlots(eqx.Module):
     delta_loss: float = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
+    solver: str = eqx.field(static=True, default="rodas4")
 
     def search(self, dtype):
         import diffrax
 
         return HittingTimeSearch(
-            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            solver=flow_solver(self.solver), stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             delta_param=jnp.asarray(self.delta_param, dtype), delta_loss=jnp.asarray(self.delta_loss, dtype),
             horizon=DEFAULT_HORIZON, horizon_factor=DEFAULT_HORIZON_FACTOR, max_steps=self.max_steps,
         )
@@ -171,7 +173,10 @@ def _per_device(fn, mesh):
     # shard_map, not a sharded vmap: each device runs the adaptive loops of its own shard and
     # stops when its slowest member does. Under GSPMD the batched loop predicate ("any member
     # still running") would be an all-reduce across devices at every solver step, and every
-    # device would run until the slowest member of the whole batch finished.
+    # device would run until the slowest member of the whole batch finished. On one device,
+    # the vmapped slots alone (as the exported programs run them).
+    if mesh.devices.size == 1:
+        return jax.vmap(fn)
     return jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=PartitionSpec("batch"),
                          out_specs=PartitionSpec("batch"), check_vma=False)
 

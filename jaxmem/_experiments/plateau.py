@@ -8,8 +8,9 @@ import time
 import jax
 
 from .. import _distributed
+from .._flow import flow_solver
 from .._hitting import HittingTimeSearch
-from .._presets import CANONICAL_LAGS, MIN_RATE, QUICK_LAGS
+from .._presets import CANONICAL_LAGS, LONG_LAGS, MIN_RATE, QUICK_LAGS
 from .grid import config_key, plateau_grid
 from .provenance import describe_search, provenance
 from .report import failures_note, format_fits, summarize
@@ -33,7 +34,8 @@ class PlateauSettings:
     """The settings of a plateau map (`jaxmem plateau`), validated on construction; a resumed
     run must repeat them. `train_max_steps` caps the discrete optimisers' iterations;
     `batch_size` is the configurations per compiled call (or the flow's slots); `rtol`, `atol`
-    are the flow's step-controller tolerances.
+    are the flow's step-controller tolerances, `solver` its solver: "rodas4" (the default) or
+    "kvaerno5" (`jaxmem.long_lag_solver()`, which reaches L = 60).
 
     ```python
     import jaxmem
@@ -56,6 +58,7 @@ class PlateauSettings:
     batch_size: int = 64
     rtol: float = 1e-8
     atol: float = 1e-10
+    solver: str = "rodas4"
     preset: str = "canonical"
 
     def __post_init__(self):
@@ -81,6 +84,7 @@ class PlateauSettings:
         for name in ("delta_param", "delta_loss", "atol"):
             setattr(self, name, float(check_positive(getattr(self, name), name)))
         self.rtol = float(check_fraction(self.rtol, "rtol"))
+        flow_solver(self.solver)  # a known name
         self.momentum = float(check_momentum(self.momentum))
         if not is_real(self.perturbation):
             raise TypeError(f"perturbation must be a real number; got {self.perturbation!r}.")
@@ -100,13 +104,16 @@ class PlateauSettings:
 
 def preset_settings(name: str, **overrides) -> PlateauSettings:
     """The settings of a preset, with `overrides` (those not None) on top: `canonical` (m = 10,
-    L = 8..18, flow, gd, momentum, adam) or `quick` (L = 6..12, flow, gd, adam)."""
+    L = 8..18, flow, gd, momentum, adam), `quick` (L = 6..12, flow, gd, adam) or `long` (the
+    flow alone for L = 8, 10, ..., 60 (`LONG_LAGS`), δ_loss = 0.01, solver "kvaerno5")."""
     if name == "canonical":
         base = {}
     elif name == "quick":
         base = dict(lags=QUICK_LAGS, optimizers=("flow", "gd", "adam"), train_max_steps=400_000)
+    elif name == "long":
+        base = dict(lags=LONG_LAGS, optimizers=("flow",), delta_loss=0.01, solver="kvaerno5")
     else:
-        raise ValueError(f"unknown preset {name!r}; expected 'canonical' or 'quick'.")
+        raise ValueError(f"unknown preset {name!r}; expected 'canonical', 'quick' or 'long'.")
     base.update({k: v for k, v in overrides.items() if v is not None})
     return PlateauSettings(preset=name, **base)
 
@@ -166,7 +173,8 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
     new_rows = plateau_sweep(
         configs, delta_param=settings.delta_param, delta_loss=settings.delta_loss,
         batch_size=settings.batch_size, train_max_steps=settings.train_max_steps,
-        perturbation=settings.perturbation, rtol=settings.rtol, atol=settings.atol, done=done,
+        perturbation=settings.perturbation, rtol=settings.rtol, atol=settings.atol, solver=settings.solver,
+        done=done,
         on_batch=store.append if store else None, progress=progress,
     )
     total = time.perf_counter() - t_start
@@ -189,7 +197,8 @@ def run_plateau(settings: PlateauSettings, out_dir=None, *, progress=True, log=p
         save_plateau_map(rows, os.path.join(out_dir, "plateau.png"), w_min=MIN_RATE)
         import diffrax
 
-        search = HittingTimeSearch(stepsize_controller=diffrax.PIDController(rtol=settings.rtol, atol=settings.atol))
+        search = HittingTimeSearch(solver=flow_solver(settings.solver),
+                                   stepsize_controller=diffrax.PIDController(rtol=settings.rtol, atol=settings.atol))
         store.update_manifest(
             fits=fits, **provenance(), solver=describe_search(search),
             timings=dict(this_run_s=total, new_rows=len(new_rows), resumed_rows=len(rows) - len(new_rows)),

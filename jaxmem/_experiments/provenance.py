@@ -25,21 +25,32 @@ def provenance() -> dict:
                 platform=platform.platform(), x64=bool(jax.config.jax_enable_x64))
 
 
+def _describe_solver(solver, Rodas4, diffrax) -> str:
+    if isinstance(solver, Rodas4):
+        return "jaxmem.Rodas4 (Rosenbrock RODAS, order 4(3), exact Jacobian) in diffrax"
+    rf = getattr(solver, "root_finder", None)
+    if isinstance(solver, diffrax.Kvaerno5) and hasattr(rf, "rtol"):
+        return (f"diffrax.Kvaerno5 (ESDIRK, order 5(4)), stages by optimistix.{type(rf).__name__}"
+                f"(rtol={rf.rtol:g}, atol={rf.atol:g}) with the Hessian of the loss in closed form")
+    return repr(solver)
+
+
 def describe_search(search) -> dict:
     """A `HittingTimeSearch`'s solver, controller and event location in words."""
     import jax.numpy as jnp
+
+    import diffrax
 
     from .._rosenbrock import Rodas4
 
     c = search.stepsize_controller
     tols = ", ".join(f"{k}={getattr(c, k):g}" for k in ("rtol", "atol") if isinstance(getattr(c, k, None), float))
     return dict(
-        solver=("jaxmem.Rodas4 (Rosenbrock RODAS, order 4(3), exact Jacobian) in diffrax"
-                if isinstance(search.solver, Rodas4) else repr(search.solver)),
-        time="training time tau",
+        solver=_describe_solver(search.solver, Rodas4, diffrax),
+        time="training time tau (each step taken in its own time, from 0; tau summed with compensation)",
         stepsize_controller=f"{type(c).__name__}({tols})",
-        events="one diffrax.Event per segment (max of the pending conditions, each scaled by its delta), "
+        events="one event per solve segment (the largest of the pending conditions, each scaled by its delta), "
                f"optimistix.{type(search.root_finder).__name__}(rtol={search.root_finder.rtol:g}, "
-               f"atol={search.root_finder.atol:g}) on the dense output, |condition| < 1e-5 delta",
+               f"atol={search.root_finder.atol:g}) on the dense output of the step that crosses it",
         dtype=str(jnp.zeros(()).dtype),
     )

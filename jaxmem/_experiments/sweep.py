@@ -12,6 +12,7 @@ call of one process never waits for another's).
 
 import math
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _distributed
 from .._errors import check_fraction, check_positive, positive_int
+from .._flow import flow_solver
 from .._hitting import DEFAULT_MAX_STEPS
 from .._parameterization import get_parameterization
 from .._results import names
@@ -44,7 +46,7 @@ def predicted_cost(c) -> float:
 
 def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, flow_max_steps=DEFAULT_MAX_STEPS,
                   train_max_steps=1_000_000, chunk_steps=64, train_chunk_steps=TRAIN_CHUNK_STEPS,
-                  perturbation=0.0, rtol=1e-8, atol=1e-10, order="predicted", done=None,
+                  perturbation=0.0, rtol=1e-8, atol=1e-10, solver="rodas4", order="predicted", done=None,
                   on_batch=None, progress=True, stats=None):
     """Run plateau configurations (from `plateau_grid`); return their result rows.
 
@@ -68,6 +70,9 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
       means less idling of finished slots and a quicker answer to an interrupt. Results do
       not depend on them.
     - `perturbation`: scale of the seed-dependent perturbation of the initialisation.
+    - `rtol`, `atol`, `solver`: the flow's step-controller tolerances and its solver by name,
+      "rodas4" (`jaxmem.default_solver()`) or "kvaerno5" (`jaxmem.long_lag_solver()`, for
+      lags past ≈ 44).
     - `order`: `"predicted"` (the queue by predicted plateau length, longest first, so the
       slots run out together) or `"given"`.
     - `done`: keys (`config_key`) to skip — already computed, when resuming.
@@ -99,6 +104,7 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
     for name, value in (("delta_param", delta_param), ("delta_loss", delta_loss), ("atol", atol)):
         check_positive(value, name)
     check_fraction(rtol, "rtol")
+    flow_solver(solver)  # a known name
     if not (isinstance(perturbation, (int, float)) and math.isfinite(perturbation) and perturbation >= 0):
         raise ValueError(f"perturbation must be finite and >= 0; got {perturbation!r}.")
     done = set(done or ())
@@ -136,8 +142,14 @@ def plateau_sweep(configs, *, delta_param=0.05, delta_loss=0.05, batch_size=64, 
             p = get_parameterization(pname)
             if kind == "flow":
                 fn = FlowSlots(p, max_width, int(flow_max_steps), int(chunk_steps), float(perturbation),
-                               float(delta_param), float(delta_loss), float(rtol), float(atol))
+                               float(delta_param), float(delta_loss), float(rtol), float(atol), solver)
                 devices = flow_devices(jax.local_devices())
+                if solver != "rodas4" and len(devices) > 1:
+                    # lineax (the Newton stage solves) refuses the shard-local shapes inside
+                    # shard_map: one device.
+                    warnings.warn(f"plateau_sweep: solver {solver!r} runs its flow batches on one device "
+                                  f"of {len(devices)}.", RuntimeWarning, stacklevel=2)
+                    devices = devices[:1]
             else:
                 fn = TrainSlots(kind, p, max_width, int(train_max_steps), int(train_chunk_steps),
                                 float(perturbation), float(delta_param), float(delta_loss))
