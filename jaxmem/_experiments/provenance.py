@@ -37,9 +37,8 @@ def _describe_solver(solver, Rodas4, diffrax) -> str:
 
 def describe_search(search) -> dict:
     """A `HittingTimeSearch`'s solver, controller and event location in words."""
-    import jax.numpy as jnp
-
     import diffrax
+    import jax.numpy as jnp
 
     from .._rosenbrock import Rodas4
 
