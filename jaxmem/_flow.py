@@ -63,16 +63,17 @@ def long_lag_solver() -> diffrax.AbstractSolver:
     ~|∇³J|·(h|∇J|)² that is 1e5× the driving gradient at h/τ = 1e-2. A linearly implicit
     method (`Rodas4`, one Jacobian per step) cannot follow that and holds h/τ near 1e-4;
     solving the stages exactly keeps them on the valley floor. Measured on the canonical plateau
-    (m = 10, δ_loss = 0.01): τ₀′ in 578, 772, 1,050 steps at L = 40, 48, 56 (Rodas4: 5,313,
-    15,707, and not within 20,000). Each step costs more than a Rodas4 step (Newton
-    iterations), so `Rodas4` stays the default, which is faster up to L ≈ 40.
+    (m = 10, δ_loss = 0.01, in a `HittingTimeSearch`): τ₀′ in 578, 772, 1,066, 1,642 steps at
+    L = 40, 48, 56, 60 (Rodas4: 5,313, 15,707, and not within 20,000). Each step costs more
+    than a Rodas4 step (Newton iterations), so `Rodas4` stays the default, which is faster up
+    to L ≈ 40. `jaxmem plateau --solver kvaerno5` (or `--preset long`) uses it in a sweep.
 
     ```python
     import jax, jaxmem
     jax.config.update("jax_enable_x64", True)
     search = jaxmem.HittingTimeSearch(solver=jaxmem.long_lag_solver(), delta_loss=0.01)
     # jaxmem.hitting_times(jaxmem.canonical_model(), jaxmem.plateau_target(56.0), search=search)
-    # -> tau0 ~ 5.86e11, tau0' ~ 6.18e12 in ~1,050 steps (compiling takes ~1 min on 2 cores)
+    # -> tau0 ~ 5.86e11, tau0' ~ 6.18e12 in ~1,070 steps (compiling takes 10-60 s on 2 cores)
     ```
     """
     return diffrax.Kvaerno5(root_finder=optx.Newton(rtol=1e-10, atol=1e-14))

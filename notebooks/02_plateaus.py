@@ -72,7 +72,7 @@ if QUICK:
     MAX_STEPS = 300_000
 else:
     CURVE_LAGS = [8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
-    FLOW_LAGS = list(jaxmem.LONG_LAGS)  # 8, 10, ..., 40
+    FLOW_LAGS = [float(x) for x in range(8, 41, 2)]  # 8, 10, ..., 40 (Rodas4; past 44: jaxmem.long_lag_solver())
     OPT_LAGS = [float(x) for x in range(8, 25, 2)]
     MAX_STEPS = 50_000_000
 DELTA = 0.05

@@ -4,7 +4,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special as sps
 from jaxtyping import Array, Float
 
 from .._errors import as_float_array, check, check_finite, show
@@ -17,6 +16,8 @@ def _airy_host(x):
     x = np.asarray(x, dtype=np.float64)
     # scipy returns NaN for huge arguments; Ai(x) and Ai'(x) are < 1e-300 past x = 100.
     big = x > 100.0
+    import scipy.special as sps  # imported when used
+
     ai, aip, _, _ = sps.airy(np.where(big, 100.0, x))
     return np.where(big, 0.0, ai), np.where(big, 0.0, aip)
 

@@ -3,7 +3,6 @@ linear in $\log t$), by cross-validated tail fits, with confidence intervals."""
 
 import equinox as eqx
 import numpy as np
-import scipy.stats
 
 from .._kernels import AbstractKernel
 from .._models import DiagonalRNN, LinearRNN
@@ -163,6 +162,8 @@ def decay_class(obj, ts=None, *, window=None, floor=1e-250, n_points=64, n_folds
         exp_ci = tuple(np.quantile(exps, [q, 1 - q])) if boots else (np.nan, np.nan)
         how = "bootstrap"
     else:
+        import scipy.stats  # here: importing it takes ~0.7 s, which every command would pay
+
         z = scipy.stats.t.ppf(1 - q, max(int(sel.sum()) - 2, 1))
         rate_ci = (f["rate"] - z * f["rate_se"], f["rate"] + z * f["rate_se"])
         exp_ci = (f["exponent"] - z * f["exponent_se"], f["exponent"] + z * f["exponent_se"])

@@ -4,7 +4,6 @@ exponentials with cross-validation over paths and a bootstrap band, and the plai
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-import scipy.signal
 from jaxtyping import Array, Float
 
 from .._errors import positive_int, show
@@ -12,6 +11,12 @@ from .._kernels import AbstractKernel, ExpSum, GridKernel
 
 BASES = ("exp",)
 _RCOND = 1e-13  # eigenvalues of the basis Gram below this fraction of the largest are dropped
+
+
+def _lfilter():
+    import scipy.signal  # imported when used: it takes ~0.3 s
+
+    return scipy.signal.lfilter
 
 
 class KernelEstimate(AbstractKernel):
@@ -136,7 +141,7 @@ def exp_basis_outputs(xs, dt, rates):
         decay, w_prev, w_next = _hold_weights(lam, dt)
         u = w_prev * prev + w_next * xs
         u[..., 0] = 0.0
-        out[..., k] = scipy.signal.lfilter([1.0], [1.0, -decay], u, axis=-1)
+        out[..., k] = _lfilter()([1.0], [1.0, -decay], u, axis=-1)
     return out
 
 
