@@ -29,20 +29,15 @@ demo: $(STAMP)
 	$(VENV)/bin/jaxmem demo --out runs/demo
 
 # The documentation build, then the whole suite, slow tests and notebooks included (what CI
-# runs). The suite runs as two pytest processes side by side, test files a-l and m-z, which
-# share out the two cores of a CI machine (most of the suite's time is XLA compiling, on one
-# core per process). The first group's report is printed when both are done. Separate processes
-# also keep each one's set of compiled programs smaller: in a single process holding every
-# compiled program of the suite, XLA crashed (a segfault while compiling) late in the run.
-PYTEST_RUN = $(PY) -m pytest -q -m "slow or notebook or not (slow or notebook)" $(PYTEST_ARGS)
+# runs; ~30 min on 2 cores). The suite runs as three pytest processes (test files a-l, m-r,
+# s-z): in a single process holding every compiled program of the suite, XLA crashed (a
+# segfault while compiling) late in the run.
+TEST_GROUPS := "tests/test_[a-l]*.py" "tests/test_[m-r]*.py" "tests/test_[s-z]*.py"
 test: $(TSTAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
-	@log=$$(mktemp); \
-	$(PYTEST_RUN) tests/test_[a-l]*.py > $$log 2>&1 & first=$$!; \
-	$(PYTEST_RUN) tests/test_[m-z]*.py; second=$$?; \
-	wait $$first; first=$$?; \
-	echo "---- tests/test_[a-l]*.py ----"; cat $$log; rm -f $$log; \
-	test $$first -eq 0 && test $$second -eq 0
+	for group in $(TEST_GROUPS); do \
+	  $(PY) -m pytest -q -m "slow or notebook or not (slow or notebook)" $(PYTEST_ARGS) $$group || exit 1; \
+	done
 
 docs: $(TSTAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
